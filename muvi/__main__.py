@@ -1,0 +1,5 @@
+import sys
+
+from muvi.cli import main
+
+sys.exit(main())

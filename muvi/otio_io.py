@@ -1,0 +1,184 @@
+"""OpenTimelineIO import and export of :class:`muvi.timeline.Timeline`.
+
+Kept apart from :mod:`muvi.timeline` so the time model has no third-party import.
+
+Import reads the first video track of an OTIO timeline:
+
+- each ``Clip`` becomes a :class:`Segment` (media from its ``ExternalReference``; relative
+  paths are resolved against the ``.otio`` file's folder);
+- each ``Gap`` advances the record position and stays a gap;
+- each ``Transition`` becomes a hard cut at its midpoint: the transition spans
+  ``[cut - in_offset, cut + out_offset)``, so the outgoing clip is extended (or trimmed) and
+  the incoming one trimmed (or extended) by ``floor((out_offset - in_offset) / 2)`` frames;
+- record frames are absolute: ``global_start_time`` + position in the track.
+
+OTIO stores times as floats; they are read back to whole frames at a snapped rate, which is
+exact for everything an editor writes.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from muvi.errors import InvalidInputError, TimelineError
+from muvi.timeline import Rate, RationalTime, Segment, Timeline, TimeRange
+
+__all__ = ["read_otio", "write_otio", "timeline_from_otio", "timeline_to_otio"]
+
+
+def _otio() -> Any:
+    try:
+        import opentimelineio as otio
+    except ImportError as exc:  # pragma: no cover - dependency of the package
+        raise InvalidInputError("OTIO support needs the 'opentimelineio' package") from exc
+    return otio
+
+
+def _rt(t: Any, what: str) -> RationalTime:
+    rate = Rate.from_float(float(t.rate))
+    value = float(t.value)
+    if abs(value - round(value)) > 1e-6:
+        # a sub-frame value: keep the instant exactly, then take the nearest whole frame
+        secs = Fraction(value).limit_denominator(10**6) / Fraction(float(t.rate)).limit_denominator(10**6)
+        return RationalTime.from_seconds(secs, rate)
+    if not math.isfinite(value):
+        raise TimelineError(f"{what}: time is not finite")
+    return RationalTime(round(value), rate)
+
+
+def _media_path(clip: Any, base: Path | None) -> Path:
+    otio = _otio()
+    ref = clip.media_reference
+    if not isinstance(ref, otio.schema.ExternalReference) or not ref.target_url:
+        raise TimelineError(f"clip {clip.name!r}: no media reference (only external file references are supported)")
+    url = ref.target_url
+    if url.startswith("file:"):
+        path = Path(otio.url_utils.filepath_from_url(url))
+    elif "://" in url:
+        raise TimelineError(f"clip {clip.name!r}: media {url!r} is not a local file")
+    else:
+        path = Path(url)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return path
+
+
+def timeline_from_otio(obj: Any, *, base_dir: Path | None = None, rate: Rate | None = None) -> Timeline:
+    """Convert an ``opentimelineio.schema.Timeline`` to a muvi :class:`Timeline`."""
+    otio = _otio()
+    if not isinstance(obj, otio.schema.Timeline):
+        raise TimelineError(f"expected an OTIO Timeline, got {type(obj).__name__}")
+    tracks = list(obj.video_tracks())
+    if not tracks:
+        raise TimelineError(f"OTIO timeline {obj.name!r} has no video track")
+    track = tracks[0]
+    if rate is None:
+        if obj.global_start_time is not None:
+            rate = Rate.from_float(float(obj.global_start_time.rate))
+        else:
+            first = next((c for c in track if isinstance(c, otio.schema.Clip)), None)
+            if first is None:
+                raise TimelineError(f"OTIO timeline {obj.name!r}: first video track has no clips")
+            rate = _rt(first.trimmed_range().duration, "first clip").rate
+    pos = 0 if obj.global_start_time is None else _rt(obj.global_start_time, "global_start_time").rescaled(rate).value
+
+    # (media, source start, source duration, record start) in frames, plus transitions
+    items: list[list[Any]] = []
+    pending_transition: tuple[int, Any] | None = None  # (index of outgoing clip, transition)
+    for child in track:
+        if isinstance(child, otio.schema.Gap):
+            dur = _rt(child.trimmed_range().duration, "gap").rescaled(rate).value
+            pos += dur
+            pending_transition = None
+        elif isinstance(child, otio.schema.Transition):
+            if not items:
+                raise TimelineError(f"transition {child.name!r} at the start of the track has no outgoing clip")
+            pending_transition = (len(items) - 1, child)
+        elif isinstance(child, otio.schema.Clip):
+            src = child.source_range
+            if src is None:
+                try:
+                    src = child.available_range()
+                except Exception as exc:
+                    raise TimelineError(f"clip {child.name!r}: no source range and no available range") from exc
+            start = _rt(src.start_time, f"clip {child.name!r}")
+            dur = _rt(src.duration, f"clip {child.name!r}").rescaled(start.rate)
+            seg = [_media_path(child, base_dir), start.value, dur.value, pos, start.rate, child.name]
+            if pending_transition is not None and pending_transition[0] == len(items) - 1:
+                tr = pending_transition[1]
+                shift_s = (_rt(tr.out_offset, "transition").seconds - _rt(tr.in_offset, "transition").seconds) / 2
+                shift = math.floor(shift_s * rate.fraction)  # whole timeline frames
+                prev = items[-1]
+                prev_rate: Rate = prev[4]
+                prev[2] += RationalTime(shift, rate).rescaled(prev_rate).value
+                src_shift = RationalTime(shift, rate).rescaled(start.rate).value
+                seg[1] += src_shift
+                seg[2] -= src_shift
+                seg[3] += shift
+            pending_transition = None
+            pos += RationalTime(dur.value, start.rate).rescaled(rate).value
+            items.append(seg)
+        else:
+            raise TimelineError(
+                f"{type(child).__name__} {getattr(child, 'name', '')!r} in the video track is not supported "
+                "(flatten nested stacks/tracks first)"
+            )
+    if not items:
+        raise TimelineError(f"OTIO timeline {obj.name!r}: first video track has no clips")
+    segments = [
+        Segment(media, TimeRange.from_frames(s, d, srate), RationalTime(rec, rate), name=name or "")
+        for media, s, d, rec, srate, name in items
+    ]
+    return Timeline(rate, tuple(segments), name=obj.name or "")
+
+
+def timeline_to_otio(timeline: Timeline) -> Any:
+    """Convert to an OTIO timeline: one video track, gaps where the record has holes."""
+    otio = _otio()
+    ort = otio.opentime
+
+    def rt(t: RationalTime) -> Any:
+        return ort.RationalTime(t.value, float(t.rate))
+
+    out = otio.schema.Timeline(name=timeline.name, global_start_time=rt(timeline.start))
+    track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
+    out.tracks.append(track)
+    pos = timeline.start
+    for seg in timeline.segments:
+        if seg.record_start.value > pos.value:
+            hole = seg.record_start - pos
+            track.append(otio.schema.Gap(source_range=ort.TimeRange(rt(RationalTime(0, hole.rate)), rt(hole))))
+        ref = otio.schema.ExternalReference(target_url=otio.url_utils.url_from_filepath(str(seg.media.resolve())))
+        track.append(
+            otio.schema.Clip(
+                name=seg.name or seg.media.name,
+                media_reference=ref,
+                source_range=ort.TimeRange(rt(seg.source.start), rt(seg.source.duration)),
+            )
+        )
+        pos = seg.record.end
+    return out
+
+
+def read_otio(path: Path | str) -> Timeline:
+    """Read an ``.otio`` (or any adapter OTIO knows by extension) into a :class:`Timeline`."""
+    otio = _otio()
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: OTIO file not found")
+    try:
+        obj = otio.adapters.read_from_file(str(path))
+    except Exception as exc:  # OTIO raises many unrelated types for a bad file
+        raise InvalidInputError(f"{path}: not a readable OTIO timeline ({exc})") from exc
+    return timeline_from_otio(obj, base_dir=path.parent.resolve())
+
+
+def write_otio(timeline: Timeline, path: Path | str) -> None:
+    """Write a :class:`Timeline` as OTIO JSON (atomically)."""
+    from muvi.fileio import atomic_write_text
+
+    otio = _otio()
+    atomic_write_text(Path(path), otio.adapters.write_to_string(timeline_to_otio(timeline), "otio_json"))

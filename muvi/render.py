@@ -1,0 +1,281 @@
+"""From audio stems to deliverables: loudness, mix, Broadcast-WAV stems, preview MP4.
+
+Rules (DESIGN §3, FIELD-NOTES "Audio deliverables"):
+
+- every stem of one result has exactly the timeline's length in samples and the same start
+  (TimeReference = the timeline's record start in samples), so stems sum to the mix;
+- loudness is normalised on the mix with one gain applied to every stem (ITU-R BS.1770
+  integrated loudness via pyloudnorm), default −16 LUFS, and the gain is lowered where needed
+  so the mix stays under a true-peak ceiling (default −1 dBTP, 4× oversampled peak as in
+  BS.1770 annex 2) and no stem clips;
+- files appear complete or not at all: all are written to temporary names first, then renamed.
+
+SoundFont rendering of MIDI stems joins this module with the music issue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from muvi.bwf import BextInfo, LoudnessFields, write_bwf
+from muvi.errors import AudioWriteError, InvalidInputError
+from muvi.fileio import atomic_path
+from muvi.timeline import AUDIO_SAMPLE_RATE, Timeline
+
+__all__ = [
+    "LoudnessOptions",
+    "LoudnessReport",
+    "integrated_loudness",
+    "true_peak_dbtp",
+    "normalize_loudness",
+    "fit_length",
+    "StemFiles",
+    "write_stems",
+    "write_preview",
+    "mux_audio",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoudnessOptions:
+    """Loudness target: integrated LUFS and a true-peak ceiling in dBTP; ``None`` disables."""
+
+    target_lufs: float | None = -16.0
+    ceiling_dbtp: float = -1.0
+
+    def __post_init__(self) -> None:
+        if self.target_lufs is not None and not (-70.0 <= self.target_lufs <= 0.0):
+            raise InvalidInputError(f"loudness target must be between -70 and 0 LUFS, got {self.target_lufs}")
+        if not (-20.0 <= self.ceiling_dbtp <= 0.0):
+            raise InvalidInputError(f"true-peak ceiling must be between -20 and 0 dBTP, got {self.ceiling_dbtp}")
+
+
+@dataclass(frozen=True)
+class LoudnessReport:
+    measured_lufs: float  # of the mix before gain (-inf for silence)
+    gain_db: float
+    output_lufs: float
+    output_true_peak_dbtp: float
+    limited_by_peak: bool  # the target was not reached because of the ceiling
+
+
+def _db(x: float) -> float:
+    return 20.0 * math.log10(x) if x > 0 else -math.inf
+
+
+def integrated_loudness(audio: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> float:
+    """BS.1770-4 integrated loudness (LUFS) of (channels, samples) audio; −inf if too short or silent."""
+    import pyloudnorm
+
+    a = np.atleast_2d(np.asarray(audio, dtype=np.float64))
+    if a.shape[1] < int(0.4 * sample_rate) + 1 or not np.any(a):
+        return -math.inf
+    value = float(pyloudnorm.Meter(sample_rate).integrated_loudness(a.T))
+    return value if math.isfinite(value) else -math.inf
+
+
+def true_peak_dbtp(audio: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> float:
+    """True peak in dBTP: the peak of the signal oversampled to ≥ 192 kHz (BS.1770-4 annex 2)."""
+    from scipy.signal import resample_poly
+
+    a = np.atleast_2d(np.asarray(audio, dtype=np.float64))
+    if a.size == 0:
+        return -math.inf
+    factor = max(1, math.ceil(192000 / sample_rate))
+    peak = float(np.max(np.abs(a)))
+    if factor > 1:
+        peak = max(peak, float(np.max(np.abs(resample_poly(a, factor, 1, axis=-1)))))
+    return _db(peak)
+
+
+def normalize_loudness(
+    stems: Mapping[str, np.ndarray],
+    options: LoudnessOptions,
+    sample_rate: int = AUDIO_SAMPLE_RATE,
+) -> tuple[dict[str, np.ndarray], np.ndarray, LoudnessReport]:
+    """One gain for all stems so the mix meets ``options``; returns (stems, mix, report)."""
+    mix = _sum(stems)
+    measured = integrated_loudness(mix, sample_rate)
+    tp = true_peak_dbtp(mix, sample_rate)
+    gain_db = 0.0
+    if options.target_lufs is not None and math.isfinite(measured):
+        gain_db = options.target_lufs - measured
+    limited = False
+    if math.isfinite(tp) and tp + gain_db > options.ceiling_dbtp:
+        gain_db = options.ceiling_dbtp - tp
+        limited = options.target_lufs is not None
+    stem_peak = max((float(np.max(np.abs(s))) for s in stems.values() if s.size), default=0.0)
+    if stem_peak > 0 and _db(stem_peak) + gain_db > -0.01:  # a stem louder than the mix (phase)
+        gain_db = -0.01 - _db(stem_peak)
+        limited = True
+    g = 10.0 ** (gain_db / 20.0)
+    out = {k: v * g for k, v in stems.items()}
+    out_mix = mix * g
+    report = LoudnessReport(
+        measured_lufs=measured,
+        gain_db=gain_db,
+        output_lufs=measured + gain_db if math.isfinite(measured) else -math.inf,
+        output_true_peak_dbtp=tp + gain_db,
+        limited_by_peak=limited,
+    )
+    return out, out_mix, report
+
+
+def _sum(stems: Mapping[str, np.ndarray]) -> np.ndarray:
+    arrays = list(stems.values())
+    if not arrays:
+        raise AudioWriteError("no stems to mix")
+    shape = arrays[0].shape
+    for name, a in stems.items():
+        if a.shape != shape:
+            raise AudioWriteError(f"stem {name!r} has shape {a.shape}, expected {shape} like the others")
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise AudioWriteError(f"stem {name!r}: refusing {bad} non-finite samples (NaN/Inf)")
+    return np.sum(np.stack(arrays), axis=0)
+
+
+def fit_length(audio: np.ndarray, n_samples: int, *, fade_samples: int = 480) -> np.ndarray:
+    """Pad with silence or cut to exactly ``n_samples``; a cut end gets a short fade (no click)."""
+    a = np.atleast_2d(np.asarray(audio, dtype=np.float64))
+    if a.shape[1] >= n_samples:
+        out = a[:, :n_samples].copy()
+        if a.shape[1] > n_samples and n_samples:
+            f = min(fade_samples, n_samples)
+            out[:, n_samples - f :] *= np.linspace(1.0, 0.0, f)
+        return out
+    return np.pad(a, ((0, 0), (0, n_samples - a.shape[1])))
+
+
+@dataclass(frozen=True)
+class StemFiles:
+    stems: dict[str, Path]  # stem name -> file
+    mix: Path
+    sample_rate: int
+    bit_depth: int
+    time_reference: int  # samples since midnight (the timeline's record start)
+    n_samples: int
+    loudness: LoudnessReport
+
+
+def write_stems(
+    out_dir: Path | str,
+    stems: Mapping[str, np.ndarray],
+    *,
+    timeline: Timeline,
+    loudness: LoudnessOptions = LoudnessOptions(),
+    sample_rate: int = AUDIO_SAMPLE_RATE,
+    bit_depth: int = 24,
+    description: str = "",
+    origination: _dt.datetime | None = None,
+) -> StemFiles:
+    """Write ``<stem>.wav`` for each stem and ``mix.wav`` into ``out_dir``.
+
+    Stems are (channels, samples) float arrays starting at the timeline's first frame; each is
+    fitted to the timeline's exact sample length. Every file is a Broadcast WAV whose
+    TimeReference is the timeline's record start in samples. Either all files are written or,
+    on error, none of them is left behind.
+    """
+    if not stems:
+        raise AudioWriteError("no stems to write")
+    for name in stems:
+        if not name or name == "mix" or not name.replace("_", "").replace("-", "").isalnum():
+            raise InvalidInputError(f"stem name {name!r} is not allowed (letters, digits, - and _; not 'mix')")
+    start_sample, n = timeline.sample_range(sample_rate)
+    fitted = {k: fit_length(v, n) for k, v in stems.items()}
+    fitted, mix, report = normalize_loudness(fitted, loudness, sample_rate)
+    fields = LoudnessFields(integrated_lufs=report.output_lufs, true_peak_dbtp=report.output_true_peak_dbtp)
+    when = origination or _dt.datetime.now().replace(microsecond=0)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = {**{k: out_dir / f"{k}.wav" for k in fitted}, "mix": out_dir / "mix.wav"}
+    with contextlib.ExitStack() as stack:
+        # stage every file under a temporary name; the renames happen only if all succeed
+        for key, final in targets.items():
+            tmp = stack.enter_context(atomic_path(final))
+            label = "mix" if key == "mix" else f"stem {key}"
+            bext = BextInfo(
+                description=f"{description} {label}".strip(),
+                origination=when,
+                time_reference=start_sample,
+                loudness=fields if key == "mix" else LoudnessFields(),
+                coding_history=f"A=PCM,F={sample_rate},W={bit_depth},T=muvi",
+            )
+            write_bwf(tmp, mix if key == "mix" else fitted[key], sample_rate=sample_rate, bit_depth=bit_depth, bext=bext)
+    return StemFiles(
+        stems={k: targets[k] for k in fitted},
+        mix=targets["mix"],
+        sample_rate=sample_rate,
+        bit_depth=bit_depth,
+        time_reference=start_sample,
+        n_samples=n,
+        loudness=report,
+    )
+
+
+def write_preview(
+    path: Path | str,
+    timeline: Timeline,
+    mix: np.ndarray,
+    *,
+    height: int = 360,
+    sample_rate: int = AUDIO_SAMPLE_RATE,
+    crf: int = 28,
+) -> Path:
+    """Mux the timeline's picture (at its own rate, scaled to ``height``) with ``mix`` as AAC."""
+    import av
+
+    from muvi.video import iter_frames, probe
+
+    w0, h0 = probe(timeline.segments[0].media).display_size
+    h = max(2, min(height, h0) // 2 * 2)
+    w = max(2, round(w0 * h / h0 / 2) * 2)
+    audio = np.atleast_2d(np.asarray(mix, dtype=np.float32))
+    if audio.shape[0] not in (1, 2):
+        raise AudioWriteError(f"preview audio must be mono or stereo, got {audio.shape[0]} channels")
+    if not np.all(np.isfinite(audio)):
+        raise AudioWriteError("refusing to write non-finite samples to the preview")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as out:
+            vs = out.add_stream("libx264", rate=timeline.rate.fraction, options={"preset": "veryfast", "crf": str(crf)})
+            vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+            astream = out.add_stream("aac", rate=sample_rate, layout="stereo" if audio.shape[0] == 2 else "mono")
+            fps = Fraction(timeline.rate.num, timeline.rate.den)
+            for sf in iter_frames(timeline, fps=fps, size=(w, h), fast=False):
+                frame = av.VideoFrame.from_ndarray(sf.image, format="rgb24")
+                frame.pts = sf.index
+                for packet in vs.encode(frame):
+                    out.mux(packet)
+            for packet in vs.encode():
+                out.mux(packet)
+            mux_audio(out, astream, np.clip(audio, -1.0, 1.0), sample_rate=sample_rate)
+    return path
+
+
+def mux_audio(out: Any, stream: Any, audio: np.ndarray, *, sample_rate: int = AUDIO_SAMPLE_RATE) -> None:
+    """Encode (channels, samples) float audio into an open PyAV output ``stream`` and mux it."""
+    import av
+
+    layout = "stereo" if audio.shape[0] == 2 else "mono"
+    block = 1024  # AAC frame size
+    data = np.ascontiguousarray(audio, dtype=np.float32)
+    for start in range(0, data.shape[1], block):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, start : start + block]), format="fltp", layout=layout)
+        frame.sample_rate = sample_rate
+        frame.pts = start
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)

@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import bisect
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from muvi.errors import MediaError, MediaNotFoundError, MediaRangeError
+from muvi.media_gen import read_frame_code, write_shot_clip
+from muvi.timeline import Rate, RationalTime, Segment, Timeline, TimeRange
+from muvi.video import check_timeline, decode_timeline, iter_frames, probe, sample_times
+from tests.conftest import R2398, R2997, VFR_OFFSET_MS, VFR_PTS, Media
+
+
+def _codes(images: np.ndarray) -> list[int]:
+    return [read_frame_code(im) for im in images]
+
+
+def _whole(path: Path, rate: Rate, frames: int) -> Timeline:
+    return Timeline.sequential([(path, TimeRange.from_frames(0, frames, rate))], rate=rate)
+
+
+def _brute_force_shown(path: Path, source_times: list[Fraction]) -> list[int]:
+    """Oracle: decode every frame, then pick the last one whose pts <= origin + t."""
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        tb = Fraction(vs.time_base)
+        origin = Fraction(vs.start_time or 0) * tb
+        frames = [(Fraction(f.pts) * tb - origin, read_frame_code(f.to_ndarray(format="rgb24"))) for f in c.decode(vs)]
+    times = [t for t, _ in frames]
+    return [frames[max(0, bisect.bisect_right(times, s) - 1)][1] for s in source_times]
+
+
+# -- probe -------------------------------------------------------------------------------
+def test_probe_reports_exact_rate_duration_and_size(media: Media) -> None:
+    clip = media.shots(R2398)
+    info = probe(clip.path)
+    assert info.rate == R2398 and not info.variable_rate
+    assert info.duration == R2398.seconds(90)  # 90 frames, exactly
+    assert info.frame_count == 90 and (info.width, info.height) == (160, 96)
+    assert info.rotation == 0 and info.audio == () and info.codec == "h264" and not info.truncated
+    js = info.to_json()
+    assert js["video"]["rate"] == {"num": 24000, "den": 1001, "fps": pytest.approx(23.976, abs=1e-3)}
+
+
+def test_probe_lists_audio_streams(media: Media, tmp_path: Path) -> None:
+    t = np.arange(48000) / 48000
+    audio = np.stack([np.sin(2 * np.pi * 440 * t)] * 2) * 0.1
+    clip = write_shot_clip(tmp_path / "with_audio.mp4", shots=[25], rate=Rate(25), audio=audio)
+    info = probe(clip.path)
+    assert len(info.audio) == 1
+    a = info.audio[0]
+    assert (a.codec, a.sample_rate, a.channels) == ("aac", 48000, 2)
+
+
+def test_probe_rotation_and_display_size(tmp_path: Path) -> None:
+    clip = write_shot_clip(tmp_path / "rot.mp4", shots=[10], rate=Rate(25), size=(160, 96), rotation=90)
+    info = probe(clip.path)
+    assert info.rotation == 90 and info.display_size == (96, 160)
+    frames = decode_timeline(_whole(clip.path, Rate(25), 10), size=None)
+    assert frames.images.shape[1:] == (160, 96, 3)  # (H, W) in display orientation
+    frames = decode_timeline(_whole(clip.path, Rate(25), 10), size=(48, 80))
+    assert frames.images.shape[1:] == (80, 48, 3)
+
+
+# -- frame-exact sampling ----------------------------------------------------------------
+@pytest.mark.parametrize("rate", [R2398, R2997, Rate(25)])
+def test_10fps_sampling_shows_the_right_frame(media: Media, rate: Rate) -> None:
+    clip = media.shots(rate)
+    tl = _whole(clip.path, rate, clip.frame_count)
+    frames = decode_timeline(tl, size=(80, 48))
+    assert len(frames) == math.ceil(rate.seconds(clip.frame_count) * 10)
+    assert frames.times == tuple(Fraction(k, 10) for k in range(len(frames)))
+    assert _codes(frames.images) == [math.floor(t * rate.fraction) for t in frames.times]
+
+
+@pytest.mark.parametrize("codec,ext", [("h264", ".mp4"), ("hevc", ".mkv"), ("vp9", ".webm"), ("prores", ".mov")])
+def test_codecs_match_brute_force_decode(media: Media, codec: str, ext: str) -> None:
+    clip = media.shots(R2997, codec=codec, ext=ext)
+    tl = _whole(clip.path, R2997, clip.frame_count - 1)
+    frames = decode_timeline(tl, size=(80, 48))
+    assert _codes(frames.images) == _brute_force_shown(clip.path, list(frames.times))
+
+
+def test_in_point_inside_a_long_gop_is_exact(media: Media) -> None:
+    clip = media.shots(Rate(25), shots=(100, 140), gop=48)
+    seg = Segment(clip.path, TimeRange.from_frames(157, 60, Rate(25)), RationalTime(1000, Rate(25)))
+    tl = Timeline(Rate(25), (seg,))
+    frames = decode_timeline(tl, size=(80, 48), fps=Fraction(25, 2))
+    assert frames.times[0] == Fraction(40)
+    assert _codes(frames.images) == [157 + 2 * k for k in range(len(frames))]
+
+
+def test_variable_frame_rate_and_nonzero_first_pts(media: Media) -> None:
+    clip = media.vfr()
+    info = probe(clip.path)
+    assert info.start_time == Fraction(VFR_OFFSET_MS, 1000) and info.variable_rate
+    assert info.frame_count == len(VFR_PTS)
+    last = Fraction(VFR_PTS[-1], 1000)
+    assert last < info.duration <= last + Fraction(1, 10)
+    tl = Timeline.sequential([(clip.path, TimeRange.from_frames(0, 38, Rate(25)))], rate=Rate(25))
+    frames = decode_timeline(tl, fps=20, size=(80, 48))
+    pts = [Fraction(p, 1000) for p in VFR_PTS]
+    expected = [bisect.bisect_right(pts, t) - 1 for t in frames.times]
+    assert _codes(frames.images) == expected
+    assert _codes(frames.images) == _brute_force_shown(clip.path, list(frames.times))
+
+
+def test_timeline_with_cuts_and_a_gap(media: Media) -> None:
+    a = media.shots(Rate(25), shots=(50,))
+    b = media.shots(Rate(25), shots=(30, 30))
+    r = Rate(25)
+    tl = Timeline(
+        r,
+        (
+            Segment(a.path, TimeRange.from_frames(10, 25, r), RationalTime(250, r)),  # 10.0-11.0 s
+            Segment(b.path, TimeRange.from_frames(0, 30, r), RationalTime(275, r)),  # 11.0-12.2 s
+            Segment(a.path, TimeRange.from_frames(0, 20, r), RationalTime(320, r)),  # gap 12.2-12.8, 12.8-13.6
+        ),
+    )
+    frames = decode_timeline(tl, size=(80, 48))
+    assert frames.times[0] == 10 and len(frames) == 36
+    assert frames.cut_indices == (10, 22, 28)
+    seg = frames.segments.tolist()
+    assert seg[:10] == [0] * 10 and seg[10:22] == [1] * 12 and seg[22:28] == [-1] * 6 and seg[28:] == [2] * 8
+    assert not frames.images[22:28].any()  # gap is black
+    codes = _codes(frames.images)
+    assert codes[:10] == [10 + math.floor(Fraction(k, 10) * 25) for k in range(10)]
+    assert codes[10:22] == [math.floor(Fraction(k, 10) * 25) for k in range(12)]
+    assert codes[28:] == [math.floor(Fraction(k, 10) * 25) for k in range(8)]
+
+
+def test_iter_frames_streams_and_can_stop_early(media: Media) -> None:
+    clip = media.shots(Rate(25))
+    it = iter_frames(_whole(clip.path, Rate(25), 90), size=(32, 32))
+    first = next(it)
+    assert first.index == 0 and first.segment == 0 and first.source_time == 0 and first.image.shape == (32, 32, 3)
+    it.close()
+    assert len(sample_times(_whole(clip.path, Rate(25), 90), 10)) == 36
+
+
+def test_progress_is_reported(media: Media) -> None:
+    clip = media.shots(Rate(25))
+    seen: list[float] = []
+    decode_timeline(_whole(clip.path, Rate(25), 90), size=(32, 32), progress=seen.append)
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+
+
+# -- bad media ---------------------------------------------------------------------------
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(MediaNotFoundError, match=r"nope\.mp4: file not found"):
+        probe(tmp_path / "nope.mp4")
+    with pytest.raises(MediaNotFoundError, match="not a regular file"):
+        probe(tmp_path)
+
+
+def test_not_video(media: Media) -> None:
+    with pytest.raises(MediaError, match=r"audio_only\.wav: no video stream"):
+        probe(media.audio_only())
+    with pytest.raises(MediaError, match=r"notes\.mp4: "):
+        probe(media.text_file())
+
+
+def test_truncated_file_is_a_media_error(media: Media) -> None:
+    path = media.truncated()
+    info = probe(path)
+    assert info.truncated and info.duration < Fraction(9)
+    tl = _whole(path, Rate(25), 240)
+    with pytest.raises(MediaError, match="truncated"):
+        check_timeline(tl)
+    with pytest.raises(MediaError, match="truncated"):
+        decode_timeline(tl, size=(32, 32))
+
+
+def test_range_past_the_end(media: Media) -> None:
+    clip = media.shots(Rate(25))
+    tl = _whole(clip.path, Rate(25), 120)
+    with pytest.raises(MediaRangeError, match="past the end"):
+        check_timeline(tl)
+    with pytest.raises(MediaRangeError, match="past the end"):
+        decode_timeline(tl, size=(32, 32))
+    assert check_timeline(_whole(clip.path, Rate(25), 90))[clip.path].frame_count == 90
