@@ -25,6 +25,7 @@ __all__ = [
     "MediaNotFoundError",
     "MediaRangeError",
     "AudioWriteError",
+    "RenderError",
 ]
 
 
@@ -63,3 +64,7 @@ class MediaRangeError(MediaError):
 
 class AudioWriteError(MuviError):
     """Audio that must not be written (non-finite samples, mismatched stems, too large)."""
+
+
+class RenderError(MuviError):
+    """Synthesis cannot run: FluidSynth or the SoundFont is missing or unusable."""
