@@ -36,8 +36,84 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_probe)
 
 
+def _cmd_corpus_build(args: argparse.Namespace) -> int:
+    from muvi.music.corpus import CorpusOptions, build_corpus, format_summary
+
+    options = CorpusOptions(
+        seed=args.seed, arranged=args.arranged, music21=not args.no_music21, hydrogen=not args.no_hydrogen,
+        include_non_commercial=args.include_non_commercial, workers=args.workers, shard_size=args.shard_size,
+    )
+    manifest = build_corpus(args.out, options, progress=not args.quiet)
+    print(format_summary(manifest["summary"]))
+    print(f"corpus written to {args.out}")
+    return 0
+
+
+def _add_corpus(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("corpus", help="build the training corpus")
+    csub = p.add_subparsers(dest="corpus_command", metavar="ACTION")
+    csub.required = True
+    b = csub.add_parser("build", help="build the corpus deterministically into sharded .npz + manifest.json")
+    b.add_argument("--out", required=True, type=Path, metavar="DIR")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--arranged", type=int, default=3000, help="procedurally arranged pieces (default 3000)")
+    b.add_argument("--no-music21", action="store_true", help="leave out music21's chorales")
+    b.add_argument("--no-hydrogen", action="store_true", help="leave out Hydrogen's demo songs")
+    b.add_argument("--include-non-commercial", action="store_true",
+                   help="also take sources licensed for non-commercial use only (flagged in the manifest)")
+    b.add_argument("--workers", type=int, default=2)
+    b.add_argument("--shard-size", type=int, default=256)
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=_cmd_corpus_build)
+
+
+def _cmd_plot_roll(args: argparse.Namespace) -> int:
+    from muvi.music.midi import read_midi
+    from muvi.music.plot import plot_score
+
+    score = read_midi(args.midi)
+    plot_score(score, args.out, title=args.title or args.midi.name, max_bars=args.bars)
+    print(args.out)
+    return 0
+
+
+def _add_plot_roll(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plot-roll", help="draw a MIDI file's stems with beat and downbeat lines")
+    p.add_argument("midi", type=Path, metavar="FILE.mid")
+    p.add_argument("--out", type=Path, required=True, metavar="PNG")
+    p.add_argument("--bars", type=int, default=None, help="only the first N bars")
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=_cmd_plot_roll)
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from muvi.music.midi import read_midi, write_stem_midis
+    from muvi.render import LoudnessOptions, SynthOptions, render_score, write_stems
+
+    score = read_midi(args.midi)
+    audio = render_score(score, options=SynthOptions(soundfont=args.soundfont, reverb=not args.no_reverb, chorus=args.chorus))
+    files = write_stems(args.out, audio, loudness=LoudnessOptions(target_lufs=args.loudness),
+                        description=args.midi.stem)
+    write_stem_midis(score, args.out)
+    for stem, path in files.stems.items():
+        print(f"{stem}: {path}")
+    print(f"mix: {files.mix}  ({files.loudness.output_lufs:.1f} LUFS, {files.loudness.output_true_peak_dbtp:.1f} dBTP)")
+    return 0
+
+
+def _add_render(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("render", help="render a MIDI file to 48 kHz / 24-bit Broadcast-WAV stems and a mix")
+    p.add_argument("midi", type=Path, metavar="FILE.mid")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("--soundfont", type=Path, default=None, metavar="SF2", help="General MIDI SoundFont to use")
+    p.add_argument("--no-reverb", action="store_true")
+    p.add_argument("--chorus", action="store_true")
+    p.add_argument("--loudness", type=float, default=-16.0, metavar="LUFS", help="integrated loudness target")
+    p.set_defaults(func=_cmd_render)
+
+
 # each command registers its parser here
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_probe]
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_probe, _add_corpus, _add_plot_roll, _add_render]
 
 
 def build_parser() -> argparse.ArgumentParser:

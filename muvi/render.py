@@ -177,7 +177,9 @@ def write_stems(
     out_dir: Path | str,
     stems: Mapping[str, np.ndarray],
     *,
-    timeline: Timeline,
+    timeline: Timeline | None = None,
+    time_reference: int = 0,
+    n_samples: int | None = None,
     loudness: LoudnessOptions = LoudnessOptions(),
     sample_rate: int = AUDIO_SAMPLE_RATE,
     bit_depth: int = 24,
@@ -188,15 +190,20 @@ def write_stems(
 
     Stems are (channels, samples) float arrays starting at the timeline's first frame; each is
     fitted to the timeline's exact sample length. Every file is a Broadcast WAV whose
-    TimeReference is the timeline's record start in samples. Either all files are written or,
-    on error, none of them is left behind.
+    TimeReference is the timeline's record start in samples. Without a timeline (a plain MIDI
+    render) ``time_reference`` and ``n_samples`` (default: the longest stem) are used. Either
+    all files are written or, on error, none of them is left behind.
     """
     if not stems:
         raise AudioWriteError("no stems to write")
     for name in stems:
         if not name or name == "mix" or not name.replace("_", "").replace("-", "").isalnum():
             raise InvalidInputError(f"stem name {name!r} is not allowed (letters, digits, - and _; not 'mix')")
-    start_sample, n = timeline.sample_range(sample_rate)
+    if timeline is not None:
+        start_sample, n = timeline.sample_range(sample_rate)
+    else:
+        start_sample = time_reference
+        n = n_samples if n_samples is not None else max(np.atleast_2d(v).shape[-1] for v in stems.values())
     fitted = {k: fit_length(v, n) for k, v in stems.items()}
     fitted, mix, report = normalize_loudness(fitted, loudness, sample_rate)
     fields = LoudnessFields(integrated_lufs=report.output_lufs, true_peak_dbtp=report.output_true_peak_dbtp)

@@ -31,3 +31,20 @@ def test_console_scripts_run(tmp_path: Path) -> None:
     assert version.stdout.startswith("muvi ")
     exp = subprocess.run([bindir / "export-engines"], capture_output=True, text=True)
     assert exp.returncode == 2 and "--precision" in exp.stdout and "nothing was done" in exp.stderr
+
+
+def test_corpus_build_render_and_plot_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from muvi.music.arranger import arrange
+    from muvi.music.midi import write_midi
+
+    assert main(["corpus", "build", "--out", str(tmp_path / "c"), "--arranged", "8", "--no-music21",
+                 "--no-hydrogen", "--quiet", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "pieces: 8" in out and (tmp_path / "c" / "manifest.json").is_file()
+    midi = write_midi(arrange("folk", seed=1).score, tmp_path / "folk.mid")
+    assert main(["plot-roll", str(midi), "--out", str(tmp_path / "roll.png"), "--bars", "8"]) == 0
+    assert (tmp_path / "roll.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["render", str(midi), "--out", str(tmp_path / "r")]) == 0
+    names = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert "mix.wav" in names and "melody.wav" in names and "melody.mid" in names
+    assert main(["render", str(tmp_path / "none.mid"), "--out", str(tmp_path / "x")]) == 2

@@ -58,7 +58,8 @@ def plot_score(
             if ys:
                 ax.set_ylim(min(ys) - 2, max(ys) + 2)
         for n, y in zip(notes, ys):
-            ax.add_patch(plt.Rectangle((n.start / bar, y - 0.4), max(n.end - n.start, 0.6) / bar, 0.8,
+            # a small gap before the end shows re-articulated notes of the same pitch
+            ax.add_patch(plt.Rectangle((n.start / bar, y - 0.4), max(n.end - n.start - 0.25, 0.6) / bar, 0.8,
                                        color=_COLORS.get(stem, "k"), alpha=0.35 + 0.65 * n.velocity / 127, lw=0))
         for b in range(0, n_steps // spb + 1):
             ax.axvline(b * spb / bar, color="0.85" if not score.tempo.is_downbeat(b) else "0.45",
