@@ -52,3 +52,19 @@ def test_hydrogen_songs_parse_to_drums() -> None:
     assert sc.stems == ("drums",) and sc.tempo.bpm_at(0) == 115 and sc.n_steps == 11 * 16
     kicks = [n for n in sc.notes if n.pitch == 36]
     assert kicks and kicks[0].start == 0
+
+
+@pytest.mark.skipif(not HYDROGEN_SONGS.is_dir(), reason="Debian hydrogen-data not installed")
+def test_hydrogen_song_round_trips_through_the_roll_and_midi(tmp_path: Path) -> None:
+    from muvi.music.midi import read_midi, write_midi
+    from muvi.music.roll import DRUM_CLASSES, RollSpec, drum_class_of
+
+    sc = read_hydrogen_song(HYDROGEN_SONGS / "tutorial_georgyporgy.h2song")
+    spec = RollSpec()
+    back = spec.decode(spec.encode(sc.notes, sc.n_steps))
+    # drums come back as their class's GM note: compare (step, class) pairs, one per cell
+    cells = {(n.start, drum_class_of(n.pitch)) for n in sc.notes}
+    assert {(n.start, drum_class_of(n.pitch)) for n in back} == cells and len(cells) > 1500
+    assert all(n.pitch == DRUM_CLASSES[drum_class_of(n.pitch)][1] for n in back)
+    again = read_midi(write_midi(sc.with_notes(back), tmp_path / "g.mid"))
+    assert {(n.start, n.pitch) for n in again.notes} == {(n.start, n.pitch) for n in back}
