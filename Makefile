@@ -29,7 +29,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,audio-prompt]'
+	$(PY) -m pip install --quiet --no-deps basic-pitch==0.4.0
 	touch $(STAMP)
 
 setup: system-deps $(STAMP)

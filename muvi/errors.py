@@ -26,6 +26,8 @@ __all__ = [
     "MediaRangeError",
     "AudioWriteError",
     "RenderError",
+    "Cancelled",
+    "CheckpointError",
 ]
 
 
@@ -68,3 +70,11 @@ class AudioWriteError(MuviError):
 
 class RenderError(MuviError):
     """Synthesis cannot run: FluidSynth or the SoundFont is missing or unusable."""
+
+
+class Cancelled(MuviError):
+    """The caller asked to stop (checked between sampler steps); nothing was delivered."""
+
+
+class CheckpointError(MuviError):
+    """A checkpoint that cannot be loaded: missing files, wrong keys or shapes, bad hash."""

@@ -1,0 +1,1 @@
+"""MuVi's networks: visual encoders, adaptor, DiT, music encoder (pure tensor functions)."""

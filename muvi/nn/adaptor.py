@@ -1,0 +1,99 @@
+"""The visual adaptor: patch tokens per frame → one feature per frame → features on the music grid.
+
+Aggregations over the P patch tokens of a frame (DESIGN §5, paper Table 1):
+
+- ``softmax``: ``a = softmax(w·v_i)``, ``f = Σ a_i v_i``
+- ``sigmoid``: ``a_i = σ(w·v_i)``, ``f = Σ a_i v_i / Σ a_i``
+- ``attention``: a learned query attends over the patches (multi-head)
+- ``average``: mean of the patches
+- ``cls``: the frame's first token (CLS for CLIP, the frame token of ``lowlevel``)
+
+Length alignment: every grid step's time, from the tempo map, is a fractional frame position;
+frame features are linearly interpolated there (``grid_positions`` computes the positions
+outside the network). An MLP then projects to the DiT's condition width, and the pooled
+vector is the mean over frames.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from muvi.errors import InvalidInputError
+from muvi.music.tempo import TempoMap
+
+__all__ = ["AGGREGATIONS", "VisualAdaptor", "grid_positions"]
+
+AGGREGATIONS = ("softmax", "sigmoid", "attention", "average", "cls")
+
+
+def grid_positions(
+    tempo: TempoMap, n_steps: int, *, steps_per_beat: int, fps: Fraction | int, n_frames: int
+) -> np.ndarray:
+    """Fractional frame index (float32, (n_steps,)) of each grid step's time, clamped to the frames.
+
+    Frames are the timeline sampled at ``fps`` from the music's start (frame k at k/fps).
+    """
+    fps = Fraction(fps)
+    pos = [float(tempo.time_at(Fraction(s, steps_per_beat)) * fps) for s in range(n_steps)]
+    return np.clip(np.asarray(pos, np.float32), 0.0, max(0, n_frames - 1))
+
+
+class VisualAdaptor(nn.Module):
+    def __init__(self, in_dim: int, width: int, *, aggregation: str = "softmax", heads: int = 4) -> None:
+        super().__init__()
+        if aggregation not in AGGREGATIONS:
+            raise InvalidInputError(f"unknown aggregation {aggregation!r}; choose from {', '.join(AGGREGATIONS)}")
+        self.aggregation = aggregation
+        self.norm = nn.LayerNorm(in_dim)
+        if aggregation in ("softmax", "sigmoid"):
+            self.gate = nn.Linear(in_dim, 1)
+        if aggregation == "attention":
+            if in_dim % heads:
+                heads = 1
+            self.heads = heads
+            self.query = nn.Parameter(torch.randn(in_dim) * in_dim**-0.5)
+            self.kv = nn.Linear(in_dim, 2 * in_dim)
+        self.mlp = nn.Sequential(nn.Linear(in_dim, width), nn.GELU(), nn.Linear(width, width))
+
+    def aggregate(self, patches: torch.Tensor) -> torch.Tensor:
+        """(B, T, P, D) → (B, T, D)."""
+        v = self.norm(patches)
+        if self.aggregation == "softmax":
+            a = torch.softmax(self.gate(v), dim=2)  # (B, T, P, 1)
+            return (a * v).sum(dim=2)
+        if self.aggregation == "sigmoid":
+            a = torch.sigmoid(self.gate(v))
+            return (a * v).sum(dim=2) / (a.sum(dim=2) + 1e-6)
+        if self.aggregation == "attention":
+            b, t, p, d = v.shape
+            k, val = self.kv(v).chunk(2, dim=-1)  # (B, T, P, D)
+            h = self.heads
+            k = k.reshape(b * t, p, h, d // h).transpose(1, 2)  # (BT, H, P, Dh)
+            val = val.reshape(b * t, p, h, d // h).transpose(1, 2)
+            q = self.query.reshape(1, h, 1, d // h).expand(b * t, h, 1, d // h)
+            out = F.scaled_dot_product_attention(q, k, val)  # (BT, H, 1, Dh)
+            return out.reshape(b, t, d)
+        if self.aggregation == "average":
+            return v.mean(dim=2)
+        return v[:, :, 0]  # cls
+
+    def forward(self, patches: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """patches (B, Tf, P, D), positions (B, Ts) fractional frame indices →
+        aligned (B, Ts, W), pooled (B, W)."""
+        frames = self.aggregate(patches)  # (B, Tf, D)
+        n = frames.shape[1]
+        i0 = positions.floor().clamp(0, n - 1)
+        w = (positions - i0).unsqueeze(-1)  # (B, Ts, 1)
+        i0 = i0.long()
+        i1 = (i0 + 1).clamp(max=n - 1)
+        idx0 = i0.unsqueeze(-1).expand(-1, -1, frames.shape[-1])
+        idx1 = i1.unsqueeze(-1).expand(-1, -1, frames.shape[-1])
+        aligned = (1 - w) * frames.gather(1, idx0) + w * frames.gather(1, idx1)  # (B, Ts, D)
+        out = self.mlp(aligned)  # (B, Ts, W)
+        pooled = self.mlp(frames).mean(dim=1)  # (B, W)
+        return out, pooled

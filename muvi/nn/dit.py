@@ -1,0 +1,81 @@
+"""The flow-matching diffusion transformer.
+
+``prepare(visual, pooled, style, mood, drop)`` turns the adaptor's output and the style tags
+into the conditioning once per generation; ``velocity(x_t, t, cond_tokens, cond_vec, prompt,
+prompt_mask)`` is one network evaluation per sampler step — the ``dit_step`` engine. Both are
+pure tensor functions with no Python branching on tensor values.
+
+Conditioning: frame-aligned visual features are added to the tokens; the pooled visual vector
+plus style and mood embeddings plus the timestep embedding drive adaLN-Zero in every block.
+Dropping the condition (for classifier-free guidance) swaps in learned null features and the
+``none`` tag (index 0). The in-context prompt enters as extra input channels: the clean prompt
+roll (zero outside the prompt) and its mask.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from muvi.nn.layers import DiTBlock, modulate, rope_tables, timestep_embedding
+from muvi.nn.presets import DiTConfig
+
+__all__ = ["MuViDiT"]
+
+
+class MuViDiT(nn.Module):
+    def __init__(self, config: DiTConfig, *, token_dim: int, cond_dim: int) -> None:
+        super().__init__()
+        w = config.width
+        self.config = config
+        self.token_dim = token_dim
+        self.in_proj = nn.Linear(2 * token_dim + 1, w)
+        self.cond_proj = nn.Linear(cond_dim, w)
+        self.pool_proj = nn.Linear(cond_dim, w)
+        self.null_tokens = nn.Parameter(torch.zeros(cond_dim))
+        self.null_pooled = nn.Parameter(torch.zeros(cond_dim))
+        self.style_embed = nn.Embedding(config.n_styles, w)
+        self.mood_embed = nn.Embedding(config.n_moods, w)
+        self.t_mlp = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
+        self.blocks = nn.ModuleList(DiTBlock(w, config.heads, config.mlp_ratio) for _ in range(config.depth))
+        self.final_norm = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
+        self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(w, 2 * w))
+        self.out_proj = nn.Linear(w, token_dim)
+        for m in (self.final_ada[1], self.out_proj):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def prepare(
+        self,
+        visual: torch.Tensor,  # (B, T, C) frame-aligned features from the adaptor
+        pooled: torch.Tensor,  # (B, C)
+        style: torch.Tensor,  # (B,) int64, 0 = none
+        mood: torch.Tensor,  # (B,) int64, 0 = none
+        drop: torch.Tensor,  # (B,) bool: replace every condition by its null (CFG)
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        d = drop[:, None, None]
+        visual = torch.where(d, self.null_tokens.to(visual.dtype).expand_as(visual), visual)
+        pooled = torch.where(drop[:, None], self.null_pooled.to(pooled.dtype).expand_as(pooled), pooled)
+        style = torch.where(drop, torch.zeros_like(style), style)
+        mood = torch.where(drop, torch.zeros_like(mood), mood)
+        cond_tokens = self.cond_proj(visual)  # (B, T, W)
+        cond_vec = self.pool_proj(pooled) + self.style_embed(style) + self.mood_embed(mood)  # (B, W)
+        return cond_tokens, cond_vec
+
+    def velocity(
+        self,
+        x_t: torch.Tensor,  # (B, T, F) noisy roll tokens
+        t: torch.Tensor,  # (B,) flow time in [0, 1]
+        cond_tokens: torch.Tensor,  # (B, T, W)
+        cond_vec: torch.Tensor,  # (B, W)
+        prompt: torch.Tensor,  # (B, T, F) clean prompt roll (0 where no prompt)
+        prompt_mask: torch.Tensor,  # (B, T, 1) 1 where the prompt is given
+    ) -> torch.Tensor:
+        h = self.in_proj(torch.cat([x_t, prompt * prompt_mask, prompt_mask], dim=-1)) + cond_tokens  # (B, T, W)
+        c = self.t_mlp(timestep_embedding(t, self.config.width)) + cond_vec  # (B, W)
+        cos, sin = rope_tables(h.shape[1], self.config.head_dim, self.config.rope_base, h.device)
+        cos, sin = cos.to(h.dtype), sin.to(h.dtype)
+        for block in self.blocks:
+            h = block(h, c, cos, sin)
+        shift, scale = self.final_ada(c).chunk(2, dim=-1)
+        return self.out_proj(modulate(self.final_norm(h), shift, scale))  # (B, T, F)

@@ -1,0 +1,110 @@
+"""The MuVi model as one module: visual adaptor + DiT + music encoder, with its config.
+
+``ModelConfig`` describes everything a checkpoint needs to rebuild the networks: the DiT
+preset, the roll layout, the visual encoder (name and output shape), the adaptor aggregation,
+and the style/mood vocabularies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from muvi.errors import InvalidInputError
+from muvi.music.roll import RollSpec, StemSpec
+from muvi.music.styles import MOODS, STYLE_NAMES
+from muvi.nn.adaptor import VisualAdaptor
+from muvi.nn.dit import MuViDiT
+from muvi.nn.music_encoder import MusicEncoder
+from muvi.nn.presets import DiTConfig, preset
+
+__all__ = ["ModelConfig", "MuVi", "STYLE_TAGS", "MOOD_TAGS"]
+
+STYLE_TAGS = ("none", *STYLE_NAMES, "chorale")
+MOOD_TAGS = ("none", *MOODS)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    dit: DiTConfig = field(default_factory=lambda: preset("compact"))
+    roll: RollSpec = field(default_factory=RollSpec)
+    encoder: dict[str, Any] = field(default_factory=lambda: {"name": "lowlevel", "grid": 4, "dim": 12, "n_tokens": 17})
+    aggregation: str = "softmax"
+    music_encoder: dict[str, int] = field(default_factory=lambda: {"width": 192, "depth": 2, "heads": 4, "out_dim": 128})
+    styles: tuple[str, ...] = STYLE_TAGS
+    moods: tuple[str, ...] = MOOD_TAGS
+
+    def __post_init__(self) -> None:
+        if len(self.styles) > self.dit.n_styles or len(self.moods) > self.dit.n_moods:
+            raise InvalidInputError("more style/mood tags than the DiT's embedding tables hold")
+
+    def style_index(self, style: str | None) -> int:
+        if style is None or style == "none":
+            return 0
+        if style not in self.styles:
+            raise InvalidInputError(f"unknown style {style!r}; choose from {', '.join(self.styles[1:])}")
+        return self.styles.index(style)
+
+    def mood_index(self, mood: str | None) -> int:
+        if mood is None or mood == "none":
+            return 0
+        if mood not in self.moods:
+            raise InvalidInputError(f"unknown mood {mood!r}; choose from {', '.join(self.moods[1:])}")
+        return self.moods.index(mood)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["roll"] = {
+            "stems": [asdict(s) for s in self.roll.stems],
+            "steps_per_beat": self.roll.steps_per_beat,
+            "beats_per_bar": self.roll.beats_per_bar,
+            "max_note_steps": self.roll.max_note_steps,
+        }
+        d["styles"], d["moods"] = list(self.styles), list(self.moods)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "ModelConfig":
+        r = d["roll"]
+        roll = RollSpec(
+            stems=tuple(StemSpec(**s) for s in r["stems"]),
+            steps_per_beat=r["steps_per_beat"],
+            beats_per_bar=r["beats_per_bar"],
+            max_note_steps=r["max_note_steps"],
+        )
+        return cls(
+            dit=DiTConfig.from_json(d["dit"]), roll=roll, encoder=dict(d["encoder"]), aggregation=d["aggregation"],
+            music_encoder=dict(d["music_encoder"]), styles=tuple(d["styles"]), moods=tuple(d["moods"]),
+        )
+
+
+class MuVi(nn.Module):
+    """Adaptor + DiT + music encoder."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        w = config.dit.width
+        self.adaptor = VisualAdaptor(int(config.encoder["dim"]), w, aggregation=config.aggregation)
+        self.dit = MuViDiT(config.dit, token_dim=config.roll.token_dim, cond_dim=w)
+        self.music_encoder = MusicEncoder(config.roll.token_dim, **config.music_encoder)
+        # projects the adaptor's aligned features into the music encoder's space (contrastive head)
+        self.visual_head = nn.Linear(w, int(config.music_encoder["out_dim"]))
+
+    @property
+    def token_dim(self) -> int:
+        return self.config.roll.token_dim
+
+    def condition(
+        self, patches: torch.Tensor, positions: torch.Tensor, style: torch.Tensor, mood: torch.Tensor, drop: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adaptor then DiT.prepare: (cond_tokens (B, Ts, W), cond_vec (B, W))."""
+        aligned, pooled = self.adaptor(patches, positions)
+        return self.dit.prepare(aligned, pooled, style, mood, drop)
+
+    def n_parameters(self, part: str | None = None) -> int:
+        mod = self if part is None else getattr(self, part)
+        return sum(p.numel() for p in mod.parameters())

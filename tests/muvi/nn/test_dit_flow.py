@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from muvi.errors import Cancelled, InvalidInputError
+from muvi.flow import (
+    cfg_combine,
+    condition_dropout,
+    flow_loss,
+    guided_velocity,
+    interpolate,
+    logit_normal_t,
+    random_prompt_mask,
+    sample,
+)
+from muvi.nn.dit import MuViDiT
+from muvi.nn.presets import PRESETS, preset
+
+
+def _dit(token_dim: int = 24) -> MuViDiT:
+    torch.manual_seed(0)
+    dit = MuViDiT(preset("tiny"), token_dim=token_dim, cond_dim=64)
+    for p in dit.parameters():  # leave the zero-init: give every weight some value to test paths
+        torch.nn.init.normal_(p, std=0.05)
+    return dit
+
+
+def _inputs(b: int, t: int, f: int = 24) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(1)
+    return (torch.randn(b, t, f, generator=g), torch.rand(b, generator=g), torch.randn(b, t, 64, generator=g),
+            torch.randn(b, 64, generator=g), torch.tensor([1] * b), torch.tensor([2] * b))
+
+
+def test_presets_match_the_paper() -> None:
+    assert (PRESETS["small"].width, PRESETS["small"].depth, PRESETS["small"].heads) == (768, 12, 16)
+    assert (PRESETS["base"].width, PRESETS["base"].depth) == (1024, 12)
+    assert (PRESETS["large"].width, PRESETS["large"].depth) == (1280, 16)
+    with pytest.raises(InvalidInputError):
+        preset("huge")
+    with pytest.raises(InvalidInputError, match="heads"):
+        preset("tiny", heads=5)
+
+
+def test_velocity_shapes_any_length_and_zero_init() -> None:
+    fresh = MuViDiT(preset("tiny"), token_dim=24, cond_dim=64)
+    x, t, vis, pooled, style, mood = _inputs(2, 33)
+    tok, vec = fresh.prepare(vis, pooled, style, mood, torch.zeros(2, dtype=torch.bool))
+    out = fresh.velocity(x, t, tok, vec, torch.zeros_like(x), torch.zeros(2, 33, 1))
+    assert out.shape == (2, 33, 24) and torch.count_nonzero(out) == 0  # adaLN-Zero + zero output layer
+    dit = _dit()
+    for n in (16, 100, 256):
+        x, t, vis, pooled, style, mood = _inputs(1, n)
+        tok, vec = dit.prepare(vis, pooled, style, mood, torch.zeros(1, dtype=torch.bool))
+        assert dit.velocity(x, t, tok, vec, torch.zeros_like(x), torch.zeros(1, n, 1)).shape == (1, n, 24)
+
+
+def test_dropping_the_condition_ignores_it() -> None:
+    dit = _dit()
+    x, t, vis, pooled, style, mood = _inputs(2, 20)
+    drop = torch.ones(2, dtype=torch.bool)
+    a = dit.prepare(vis, pooled, style, mood, drop)
+    b = dit.prepare(vis * 5, pooled + 3, style + 3, mood + 1, drop)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    kept = dit.prepare(vis, pooled, style, mood, torch.zeros(2, dtype=torch.bool))
+    assert not torch.equal(a[1], kept[1])
+
+
+def test_loss_time_sampling_and_dropout_are_reproducible() -> None:
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    t1, t2 = logit_normal_t(1000, generator=g1), logit_normal_t(1000, generator=g2)
+    assert torch.equal(t1, t2) and 0 < t1.min() and t1.max() < 1 and abs(t1.mean() - 0.5) < 0.03
+    data, noise = torch.randn(2, 8, 4), torch.randn(2, 8, 4)
+    assert flow_loss(data - noise, data, noise) == 0
+    mask = torch.zeros(2, 8, 1)
+    mask[:, 4:] = 1
+    wrong = data - noise
+    wrong[:, :4] += 100  # errors only where the loss is masked out
+    assert flow_loss(wrong, data, noise, mask) == 0
+    assert torch.allclose(interpolate(data, noise, torch.tensor([0.0, 1.0]))[1], data[1])
+    d = condition_dropout(10000, 0.1, generator=torch.Generator().manual_seed(0))
+    assert 0.08 < d.float().mean() < 0.12
+    m = random_prompt_mask(64, 64, p=0.5, max_fraction=0.5, quantum=16, generator=torch.Generator().manual_seed(0))
+    lengths = m.squeeze(-1).sum(1)
+    assert set(lengths.tolist()) <= {0.0, 16.0, 32.0} and (lengths == 0).any() and (lengths > 0).any()
+    assert torch.all(m[:, :1] >= m[:, 1:2])  # prefixes
+
+
+@pytest.mark.parametrize("method", ["euler", "heun"])
+def test_samplers_follow_a_straight_flow_exactly(method: str) -> None:
+    target = torch.randn(1, 8, 3)
+
+    def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # exact velocity of the straight path
+        return (target - x) / (1 - t[:, None, None]).clamp(min=1e-6)
+
+    out = sample(v, torch.randn(1, 8, 3), steps=10, method=method)
+    assert torch.allclose(out, target, atol=1e-4)
+
+
+def test_cfg_progress_cancel_and_prompt() -> None:
+    assert torch.equal(cfg_combine(torch.tensor([3.0]), torch.tensor([1.0]), 2.5), torch.tensor([6.0]))
+    calls: list[int] = []
+
+    def step(x, t, tok, vec, prompt, mask):  # type: ignore[no-untyped-def]
+        calls.append(x.shape[0])
+        return vec[:, None, :].expand_as(x)
+
+    cond = (torch.zeros(1, 4, 2), torch.ones(1, 2))
+    unc = (torch.zeros(1, 4, 2), torch.zeros(1, 2))
+    prompt, mask = torch.full((1, 4, 2), 7.0), torch.tensor([[[1.0], [0.0], [0.0], [0.0]]])
+    fn = guided_velocity(step, cond=cond, uncond=unc, scale=3.0, prompt=prompt, prompt_mask=mask)
+    seen = []
+    out = sample(fn, torch.zeros(1, 4, 2), steps=5, progress=lambda i, n: seen.append((i, n)), prompt=prompt, prompt_mask=mask)
+    assert calls == [2] * 5  # cond and uncond as one batch
+    assert torch.allclose(out[0, 1:], torch.full((3, 2), 3.0))  # v = 0 + 3 * (1 - 0) integrated over [0, 1]
+    assert torch.equal(out[0, 0], torch.full((2,), 7.0))  # prompt kept exactly
+    assert seen == [(i, 5) for i in range(1, 6)]
+    n = iter(range(100))
+    with pytest.raises(Cancelled, match="step 3 of 5"):
+        sample(fn, torch.zeros(1, 4, 2), steps=5, should_stop=lambda: next(n) >= 2)
+    with pytest.raises(InvalidInputError):
+        sample(fn, torch.zeros(1, 4, 2), method="rk4")
