@@ -117,7 +117,28 @@ def _check_dir(path: Path | str | None, name: str) -> Path:
     return p
 
 
-class ClipEncoder:
+class _HFEncoder:
+    """A frozen ``transformers`` vision model read from a local folder."""
+
+    name = ""
+    dim = 0
+    n_tokens = 0
+
+    def __init__(self, path: Path | str, model_class: str, device: str) -> None:
+        import transformers
+
+        self.path = _check_dir(path, self.name)
+        cls = getattr(transformers, model_class)
+        self.model = cls.from_pretrained(str(self.path), local_files_only=True).eval().to(device)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.device = device
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "path": str(self.path), "dim": self.dim, "n_tokens": self.n_tokens}
+
+
+class ClipEncoder(_HFEncoder):
     """CLIP vision tower from a local Hugging Face-format folder."""
 
     name = "clip"
@@ -125,20 +146,12 @@ class ClipEncoder:
     STD = (0.26862954, 0.26130258, 0.27577711)
 
     def __init__(self, path: Path | str, *, batch: int = 32, device: str = "cpu") -> None:
-        from transformers import CLIPVisionModel
-
-        self.path = _check_dir(path, "clip")
-        self.model = CLIPVisionModel.from_pretrained(str(self.path), local_files_only=True).eval().to(device)
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        super().__init__(path, "CLIPVisionModel", device)
         cfg = self.model.config
         self.size = int(cfg.image_size)
         self.dim = int(cfg.hidden_size)
         self.n_tokens = 1 + (self.size // int(cfg.patch_size)) ** 2
-        self.batch, self.device = batch, device
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.path), "dim": self.dim, "n_tokens": self.n_tokens}
+        self.batch = batch
 
     @torch.no_grad()
     def encode(self, frames: Any) -> torch.Tensor:
@@ -152,7 +165,7 @@ class ClipEncoder:
         return torch.cat(outs).reshape(b, t, self.n_tokens, self.dim)
 
 
-class VideoMAEEncoder:
+class VideoMAEEncoder(_HFEncoder):
     """VideoMAE encoder from a local Hugging Face-format folder."""
 
     name = "videomae"
@@ -160,21 +173,12 @@ class VideoMAEEncoder:
     STD = (0.229, 0.224, 0.225)
 
     def __init__(self, path: Path | str, *, device: str = "cpu") -> None:
-        from transformers import VideoMAEModel
-
-        self.path = _check_dir(path, "videomae")
-        self.model = VideoMAEModel.from_pretrained(str(self.path), local_files_only=True).eval().to(device)
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        super().__init__(path, "VideoMAEModel", device)
         cfg = self.model.config
         self.size, self.clip_len, self.tubelet = int(cfg.image_size), int(cfg.num_frames), int(cfg.tubelet_size)
         self.patches = (self.size // int(cfg.patch_size)) ** 2
         self.dim = int(cfg.hidden_size)
         self.n_tokens = 1 + self.patches
-        self.device = device
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.path), "dim": self.dim, "n_tokens": self.n_tokens}
 
     @torch.no_grad()
     def encode(self, frames: Any) -> torch.Tensor:

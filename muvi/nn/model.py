@@ -42,18 +42,10 @@ class ModelConfig:
             raise InvalidInputError("more style/mood tags than the DiT's embedding tables hold")
 
     def style_index(self, style: str | None) -> int:
-        if style is None or style == "none":
-            return 0
-        if style not in self.styles:
-            raise InvalidInputError(f"unknown style {style!r}; choose from {', '.join(self.styles[1:])}")
-        return self.styles.index(style)
+        return _tag_index("style", self.styles, style)
 
     def mood_index(self, mood: str | None) -> int:
-        if mood is None or mood == "none":
-            return 0
-        if mood not in self.moods:
-            raise InvalidInputError(f"unknown mood {mood!r}; choose from {', '.join(self.moods[1:])}")
-        return self.moods.index(mood)
+        return _tag_index("mood", self.moods, mood)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -79,6 +71,15 @@ class ModelConfig:
             dit=DiTConfig.from_json(d["dit"]), roll=roll, encoder=dict(d["encoder"]), aggregation=d["aggregation"],
             music_encoder=dict(d["music_encoder"]), styles=tuple(d["styles"]), moods=tuple(d["moods"]),
         )
+
+
+def _tag_index(kind: str, vocabulary: tuple[str, ...], value: str | None) -> int:
+    """Index of a tag in its vocabulary; ``None``/``"none"`` is 0 (unconditional)."""
+    if value is None or value == "none":
+        return 0
+    if value not in vocabulary:
+        raise InvalidInputError(f"unknown {kind} {value!r}; choose from {', '.join(vocabulary[1:])}")
+    return vocabulary.index(value)
 
 
 class MuVi(nn.Module):
