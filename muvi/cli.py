@@ -112,8 +112,32 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_render)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from muvi.train.trainer import TrainConfig, Trainer
+
+    config = TrainConfig.from_yaml(args.config, out=str(args.out) if args.out else None)
+    final = Trainer(config, progress=not args.quiet).run(stop_after=args.stop_after)
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(f"trained weights: {final}" if final else f"stopped; resume with the same command (run folder {config.out})")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the model in stages (pretrain, contrastive, conditional); "
+                                     "for many GPUs run it under torchrun")
+    p.add_argument("--config", type=Path, required=True, metavar="YAML", help="e.g. configs/cpu-smoke.yaml")
+    p.add_argument("--out", type=Path, default=None, help="run folder (overrides the config's 'out'); "
+                                                           "an existing run there is resumed")
+    p.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
+                   help="train at most this many steps now, save, and stop (the next call resumes)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+
 # each command registers its parser here
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_probe, _add_corpus, _add_plot_roll, _add_render]
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_probe, _add_corpus, _add_plot_roll, _add_render, _add_train,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,7 @@
 """Frozen visual encoders: frames (B, T, H, W, 3) uint8 → patch tokens (B, T, P, D).
 
-- ``lowlevel`` (default, no weights): on a ``grid × grid`` patch grid, per patch: mean RGB,
+- ``lowlevel`` (default, no weights): frames are area-averaged to ``size × size`` (64) so the
+  statistics mean the same for any input size; on a ``grid × grid`` patch grid, per patch: mean RGB,
   luma, luma contrast, saturation, a hue vector, edge density and motion (mean absolute luma
   change from the previous frame); a frame token first with the same statistics over the
   whole frame plus a cut score (colour-histogram change) and the change in motion. Pure torch,
@@ -59,21 +60,26 @@ class LowLevelEncoder:
     name = "lowlevel"
     FEATURES = 12
 
-    def __init__(self, grid: int = 4) -> None:
-        if grid < 1:
-            raise InvalidInputError("grid must be ≥ 1")
+    def __init__(self, grid: int = 4, size: int = 64) -> None:
+        if grid < 1 or size < grid:
+            raise InvalidInputError("grid must be ≥ 1 and size ≥ grid")
         self.grid = grid
+        self.size = size  # features are computed at size×size, whatever the input size
         self.dim = self.FEATURES
         self.n_tokens = 1 + grid * grid
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "grid": self.grid, "dim": self.dim, "n_tokens": self.n_tokens}
+        return {"name": self.name, "grid": self.grid, "size": self.size, "dim": self.dim, "n_tokens": self.n_tokens}
 
     @torch.no_grad()
     def encode(self, frames: Any) -> torch.Tensor:
         x = _as_video(frames).float() / 255.0  # (B, T, H, W, 3)
-        b, t, h, w, _ = x.shape
-        img = x.permute(0, 1, 4, 2, 3).reshape(b * t, 3, h, w)  # (BT, 3, H, W)
+        b, t = x.shape[:2]
+        img = x.permute(0, 1, 4, 2, 3).reshape(b * t, 3, x.shape[2], x.shape[3])  # (BT, 3, H, W)
+        if img.shape[-2:] != (self.size, self.size):
+            # area averaging: edge and motion statistics mean the same at any input size
+            img = F.interpolate(img, size=(self.size, self.size), mode="area")
+        h, w = self.size, self.size
         r, g, bl = img[:, 0:1], img[:, 1:2], img[:, 2:3]
         luma = 0.299 * r + 0.587 * g + 0.114 * bl  # (BT, 1, H, W)
         mx, mn = img.max(dim=1, keepdim=True).values, img.min(dim=1, keepdim=True).values

@@ -31,7 +31,7 @@ MOOD_TAGS = ("none", *MOODS)
 class ModelConfig:
     dit: DiTConfig = field(default_factory=lambda: preset("compact"))
     roll: RollSpec = field(default_factory=RollSpec)
-    encoder: dict[str, Any] = field(default_factory=lambda: {"name": "lowlevel", "grid": 4, "dim": 12, "n_tokens": 17})
+    encoder: dict[str, Any] = field(default_factory=lambda: {"name": "lowlevel", "grid": 4, "size": 64, "dim": 12, "n_tokens": 17})
     aggregation: str = "softmax"
     music_encoder: dict[str, int] = field(default_factory=lambda: {"width": 192, "depth": 2, "heads": 4, "out_dim": 128})
     styles: tuple[str, ...] = STYLE_TAGS

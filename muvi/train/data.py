@@ -1,0 +1,249 @@
+"""Training data: music windows from the corpus, synthetic paired video, the user's own pairs.
+
+Every item is deterministic in ``(index, salt)`` so that training is reproducible and resumes
+exactly: samplers hand the dataset ``(index, salt)`` pairs, and all randomness of an item
+(window offset, video, tags) comes from a generator seeded by them.
+
+- :class:`CorpusWindows`: music-only windows of ``steps`` grid steps starting on bar lines,
+  transposed to a common tonic (C major / C minor), as roll tokens with a validity mask
+  (short pieces are padded with silence that the loss ignores).
+- :class:`PairedWindows`: the same windows with a synthetic video rendered from the music
+  (:mod:`muvi.train.synthvideo`), encoded by the visual encoder, and the grid positions that
+  align frames to steps.
+- :class:`UserPairs`: a folder of videos, each with a MIDI file or a music recording of the
+  same name (``clip.mp4`` + ``clip.mid`` / ``clip.wav``): real pairs for fine-tuning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from muvi.errors import InvalidInputError
+from muvi.music.corpus import Corpus
+from muvi.music.keys import Key, normalise_key_shift, transpose
+from muvi.music.roll import RollSpec
+from muvi.music.score import Note, Score
+from muvi.music.tempo import TempoMap
+from muvi.nn.adaptor import grid_positions
+from muvi.nn.encoders import VisualEncoder
+from muvi.nn.model import ModelConfig
+from muvi.train.synthvideo import render_paired_video
+
+__all__ = ["split_pieces", "CorpusWindows", "PairedWindows", "UserPairs", "collate", "item_rng", "mood_for"]
+
+_MOODS = {
+    ("pop", "major"): ("happy", "playful"), ("pop", "minor"): ("romantic", "sad"),
+    ("rock", "major"): ("epic", "happy"), ("rock", "minor"): ("tense", "dark"),
+    ("electronic", "major"): ("happy", "playful"), ("electronic", "minor"): ("tense", "dark"),
+    ("hiphop", "major"): ("playful",), ("hiphop", "minor"): ("dark", "tense"),
+    ("ambient", "major"): ("calm",), ("ambient", "minor"): ("sad", "calm"),
+    ("cinematic", "major"): ("epic",), ("cinematic", "minor"): ("dark", "tense", "epic"),
+    ("jazz", "major"): ("romantic", "playful"), ("jazz", "minor"): ("sad", "romantic"),
+    ("folk", "major"): ("calm", "happy"), ("folk", "minor"): ("sad",),
+    ("chorale", "major"): ("calm",), ("chorale", "minor"): ("sad",),
+}
+
+
+def item_rng(*keys: object) -> np.random.Generator:
+    """A generator seeded by a tuple of keys (stable across processes and runs)."""
+    digest = hashlib.sha256(repr(keys).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def mood_for(style: str | None, mode: str | None, rng: np.random.Generator) -> str | None:
+    options = _MOODS.get((style or "", mode or "major"))
+    return str(rng.choice(options)) if options else None
+
+
+def split_pieces(corpus: Corpus, *, held_out: float = 0.05, seed: int = 0,
+                 allow_non_commercial: bool = False) -> tuple[list[int], list[int]]:
+    """(train ids, held-out ids), held out by piece: a piece's side depends only on its name
+    and the seed, so windows of one piece never straddle the split."""
+    train, test = [], []
+    for p in corpus.pieces:
+        if p["non_commercial"] and not allow_non_commercial:
+            continue
+        h = int.from_bytes(hashlib.sha256(f"{seed}:{p['source']}:{p['name']}".encode()).digest()[:8], "little")
+        (test if h / 2**64 < held_out else train).append(p["id"])
+    return train, test
+
+
+@dataclass(frozen=True)
+class _Window:
+    piece: int
+    start: int  # grid step
+
+
+class CorpusWindows(Dataset):
+    """Music-only windows (see the module docstring). ``dataset[(index, salt)]`` or ``dataset[index]``."""
+
+    def __init__(self, corpus: Corpus, ids: Sequence[int], config: ModelConfig, *, steps: int = 256,
+                 normalise_key: bool = True, tag_dropout: float = 0.15, seed: int = 0) -> None:
+        if steps % config.roll.steps_per_bar:
+            raise InvalidInputError(f"window of {steps} steps is not a whole number of bars")
+        self.corpus, self.config, self.spec = corpus, config, config.roll
+        self.steps, self.normalise_key, self.tag_dropout, self.seed = steps, normalise_key, tag_dropout, seed
+        self.windows: list[_Window] = []
+        for i in ids:
+            p = corpus.pieces[i]
+            bar = 4 * p["beats_per_bar"]
+            last = max(0, p["steps"] - steps)
+            starts = list(range(0, last + 1, max(bar, (steps // 2) // bar * bar))) or [0]
+            self.windows += [_Window(i, s) for s in starts]
+        if not self.windows:
+            raise InvalidInputError("no training windows: the corpus selection is empty")
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def window_score(self, index: int) -> Score:
+        w = self.windows[index]
+        score = self.corpus.score(w.piece)
+        notes = [Note(n.start - w.start, n.pitch, min(n.end, w.start + self.steps) - w.start, n.velocity, n.stem)
+                 for n in score.notes if w.start <= n.start < w.start + self.steps]
+        key = score.key
+        if self.normalise_key and key:
+            k = Key.parse(key)
+            notes = transpose(notes, normalise_key_shift(k))
+            key = Key(0, k.mode).name
+        tempo = TempoMap.constant(score.tempo.bpm_at(0), beats_per_bar=score.tempo.beats_per_bar)
+        n_steps = min(self.steps, score.n_steps - w.start)
+        return Score(tuple(notes), tempo, n_steps, score.steps_per_beat, score.programs, key=key, style=score.style)
+
+    def _tags(self, score: Score, rng: np.random.Generator) -> tuple[int, int]:
+        style = score.style if rng.random() >= self.tag_dropout else None
+        mode = score.key.split()[-1] if score.key else None
+        mood = mood_for(score.style, mode, rng) if rng.random() >= 2 * self.tag_dropout else None
+        return self.config.style_index(style), self.config.mood_index(mood)
+
+    def item(self, index: int, salt: int = 0) -> tuple[dict[str, torch.Tensor], Score, np.random.Generator]:
+        rng = item_rng(self.seed, index, salt)
+        score = self.window_score(index)
+        roll = self.spec.encode(score.notes, self.steps)
+        valid = np.zeros((self.steps, 1), np.float32)
+        valid[: score.n_steps] = 1.0
+        style, mood = self._tags(score, rng)
+        return {
+            "tokens": torch.from_numpy(self.spec.to_tokens(roll).copy()),
+            "valid": torch.from_numpy(valid),
+            "style": torch.tensor(style),
+            "mood": torch.tensor(mood),
+        }, score, rng
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, salt = key if isinstance(key, tuple) else (key, 0)
+        return self.item(index, salt)[0]
+
+
+class PairedWindows(Dataset):
+    """Corpus windows with synthetic paired video features (see the module docstring)."""
+
+    def __init__(self, windows: CorpusWindows, encoder: VisualEncoder, *, fps: int = 10, frame_size: int = 64) -> None:
+        self.windows, self.encoder, self.fps, self.frame_size = windows, encoder, Fraction(fps), frame_size
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, salt = key if isinstance(key, tuple) else (key, 0)
+        item, score, rng = self.windows.item(index, salt)
+        n_frames = max(2, math.ceil(score.step_time(self.windows.steps) * self.fps))
+        clip = render_paired_video(score, rng=rng, fps=self.fps, size=self.frame_size, n_frames=n_frames)
+        patches = self.encoder.encode(clip.frames)[0]  # (Tf, P, D)
+        pos = grid_positions(score.tempo, self.windows.steps, steps_per_beat=score.steps_per_beat, fps=self.fps,
+                             n_frames=n_frames)
+        item.update(patches=patches, positions=torch.from_numpy(pos))
+        return item
+
+
+class UserPairs(Dataset):
+    """Windows of a user's own (video, music) pairs from one folder."""
+
+    VIDEO = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+
+    def __init__(self, folder: Path | str, config: ModelConfig, encoder: VisualEncoder, *, steps: int = 256,
+                 fps: int = 10, frame_size: int = 64, seed: int = 0) -> None:
+        from muvi.prompt import AUDIO_SUFFIXES, MIDI_SUFFIXES
+
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise InvalidInputError(f"{self.folder}: user data folder not found")
+        self.config, self.encoder, self.steps, self.fps, self.size, self.seed = config, encoder, steps, Fraction(fps), frame_size, seed
+        self.pairs: list[tuple[Path, Path]] = []
+        for video in sorted(p for p in self.folder.iterdir() if p.suffix.lower() in self.VIDEO):
+            music = next((video.with_suffix(s) for s in (*MIDI_SUFFIXES, *AUDIO_SUFFIXES) if video.with_suffix(s).is_file()), None)
+            if music is not None:
+                self.pairs.append((video, music))
+        if not self.pairs:
+            raise InvalidInputError(f"{self.folder}: no video with a same-named MIDI or audio file")
+        self._cache: dict[int, tuple[Score, torch.Tensor]] = {}
+        self.windows: list[tuple[int, int]] = []
+        for i in range(len(self.pairs)):
+            score, patches = self._load(i)
+            bar = score.steps_per_bar
+            last = max(0, score.n_steps - steps)
+            self.windows += [(i, s) for s in range(0, last + 1, max(bar, steps // 2))]
+
+    def _load(self, i: int) -> tuple[Score, torch.Tensor]:
+        if i not in self._cache:
+            from muvi.prompt import load_prompt
+            from muvi.timeline import Timeline, TimeRange
+            from muvi.video import decode_timeline, probe
+
+            video, music = self.pairs[i]
+            info = probe(video)
+            tl = Timeline.sequential([(video, TimeRange.from_frames(0, info.rate.frames(info.duration), info.rate))],
+                                     rate=info.rate)
+            frames = decode_timeline(tl, fps=self.fps, size=(self.size, self.size))
+            self._cache[i] = (load_prompt(music), self.encoder.encode(frames.images)[0])
+        return self._cache[i]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, _ = key if isinstance(key, tuple) else (key, 0)
+        pair, start = self.windows[index]
+        score, patches = self._load(pair)
+        spec = self.config.roll
+        notes = [Note(n.start - start, n.pitch, min(n.end, start + self.steps) - start, n.velocity, n.stem)
+                 for n in score.notes if start <= n.start < start + self.steps]
+        t0 = score.step_time(start)
+        f0 = max(0, min(len(patches) - 1, int(t0 * self.fps)))
+        t1 = score.step_time(start + self.steps)
+        f1 = max(f0 + 2, min(len(patches), math.ceil(t1 * self.fps) + 1))
+        pos = np.asarray([float((score.step_time(start + s) - Fraction(f0) / self.fps) * self.fps) for s in range(self.steps)],
+                         np.float32)
+        valid = np.zeros((self.steps, 1), np.float32)
+        valid[: max(0, min(self.steps, score.n_steps - start))] = 1.0
+        return {
+            "tokens": torch.from_numpy(spec.to_tokens(spec.encode(notes, self.steps)).copy()),
+            "valid": torch.from_numpy(valid),
+            "style": torch.tensor(0),
+            "mood": torch.tensor(0),
+            "patches": patches[f0:f1],
+            "positions": torch.from_numpy(np.clip(pos, 0, f1 - f0 - 1)),
+        }
+
+
+def collate(batch: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack items; frame sequences of different lengths are padded by repeating the last frame."""
+    out: dict[str, torch.Tensor] = {}
+    for k in batch[0]:
+        if k == "patches":
+            n = max(b[k].shape[0] for b in batch)
+            out[k] = torch.stack([torch.cat([b[k], b[k][-1:].expand(n - b[k].shape[0], *b[k].shape[1:])]) for b in batch])
+        else:
+            out[k] = torch.stack([b[k] for b in batch])
+    return out
+
+

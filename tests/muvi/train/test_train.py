@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from muvi.analysis import detect_cuts, motion_curve, motion_peaks
+from muvi.errors import InvalidInputError
+from muvi.music.arranger import arrange
+from muvi.music.corpus import Corpus, CorpusOptions, build_corpus
+from muvi.nn.encoders import LowLevelEncoder
+from muvi.nn.model import ModelConfig
+from muvi.nn.presets import preset
+from muvi.train.contrastive import random_replacement, sequence_similarity, temporal_shift
+from muvi.train.data import CorpusWindows, PairedWindows, collate, split_pieces
+from muvi.train.synthvideo import render_paired_video
+from muvi.train.trainer import TrainConfig, Trainer
+from muvi.weights import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("corpus")
+    build_corpus(d, CorpusOptions(arranged=24, music21=False, hydrogen=False, workers=1), progress=False)
+    return d
+
+
+def _config(out: Path, corpus: Path, **stage_steps: int) -> dict:
+    stages = [{"name": n, "steps": s, "batch": 2, "lr": 1e-3, "warmup": 1} for n, s in stage_steps.items()]
+    return {"out": str(out), "corpus": str(corpus), "preset": "tiny", "window_steps": 64, "held_out": 0.2,
+            "log_every": 1, "checkpoint_every": 2, "eval_batches": 1, "stages": stages}
+
+
+def test_synthetic_video_events_land_on_the_music() -> None:
+    planned = found = tp = peaks = near = 0
+    rng = np.random.default_rng(0)
+    for style in ("rock", "electronic", "ambient", "jazz"):
+        for seed in range(2):
+            clip = render_paired_video(arrange(style, seed=seed).score, rng=rng)
+            cuts = detect_cuts(clip.frames)
+            planned, found, tp = planned + len(clip.cut_frames), found + len(cuts), tp + len(set(cuts) & set(clip.cut_frames))
+            events = set(clip.cut_frames) | {h + d for h in clip.hit_frames for d in (-1, 0, 1)}
+            assert set(cuts) <= events  # every detected cut is a planned cut or a drum hit
+            pk = [i for i, _ in motion_peaks(motion_curve(clip.frames, cuts))]
+            peaks += len(pk)
+            near += sum(any(abs(p - h) <= 1 for h in clip.hit_frames) for p in pk)
+            assert len(set(clip.scenes)) >= 2
+    assert tp / planned >= 0.95  # the planned cuts (bar lines) are found
+    assert tp / found >= 0.9  # and little else looks like a cut
+    assert near / peaks >= 0.7  # motion peaks sit on drum hits (±1 frame)
+
+
+def test_windows_split_by_piece_and_pair(corpus_dir: Path) -> None:
+    c = Corpus(corpus_dir)
+    train, test = split_pieces(c, held_out=0.25, seed=1)
+    assert train and test and not set(train) & set(test) and sorted(train + test) == list(range(len(c)))
+    cfg = ModelConfig(dit=preset("tiny"))
+    w = CorpusWindows(c, train, cfg, steps=64)
+    item = w[(0, 5)]
+    assert item["tokens"].shape == (64, cfg.roll.token_dim) and item["valid"].shape == (64, 1)
+    assert torch.equal(item["tokens"], w[(0, 5)]["tokens"])  # deterministic in (index, salt)
+    keys = {w.window_score(i).key for i in range(len(w))}
+    assert keys <= {"C major", "C minor"}  # normalised to a common tonic
+    pw = PairedWindows(w, LowLevelEncoder())
+    batch = collate([pw[(i, 0)] for i in range(3)])
+    assert batch["patches"].shape[0] == 3 and batch["patches"].shape[2:] == (17, 12)
+    assert batch["positions"].shape == (3, 64) and float(batch["positions"].max()) < batch["patches"].shape[1]
+
+
+def test_hard_negatives() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 32, 5)
+    ts = temporal_shift(x, generator=g, lo=2, hi=4)
+    assert not torch.equal(ts, x) and (ts == -1).any()
+    rr = random_replacement(x, generator=g, lo=0.25, hi=0.5)
+    changed = (rr != x).any(-1).float().sum(1)
+    assert ((changed >= 7) & (changed <= 17)).all()
+    m = torch.randn(4, 10, 6)
+    s = sequence_similarity(m, m)
+    assert torch.allclose(s.diagonal(), torch.ones(4)) and (s.diagonal() >= s.max(1).values - 1e-6).all()
+
+
+def test_one_step_per_stage_trains_only_that_stage(corpus_dir: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig.from_dict(_config(tmp_path / "run", corpus_dir, pretrain=1, contrastive=1, conditional=1))
+    trainer = Trainer(cfg, progress=False)
+    final = trainer.run()
+    model, meta = load_checkpoint(final)
+    assert meta["data_manifest_sha256"] and meta["recipe"]["preset"] == "tiny"
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert [s["stage"] for s in summary] == ["pretrain", "contrastive", "conditional"]
+    assert all(np.isfinite(s["final_loss"]) for s in summary)
+    rows = (tmp_path / "run" / "train_log.csv").read_text().splitlines()
+    assert rows[0].startswith("stage,step,loss") and len(rows) == 4
+    assert any((tmp_path / "run" / "tb").iterdir())
+
+
+def test_resume_continues_exactly(corpus_dir: Path, tmp_path: Path) -> None:
+    straight = Trainer(TrainConfig.from_dict(_config(tmp_path / "a", corpus_dir, pretrain=4, conditional=2)),
+                       progress=False).run()
+    cfg = TrainConfig.from_dict(_config(tmp_path / "b", corpus_dir, pretrain=4, conditional=2))
+    assert Trainer(cfg, progress=False).run(stop_after=3) is None  # interrupted inside pretrain
+    state = torch.load(tmp_path / "b" / "checkpoints" / "last" / "trainer_state.pt", weights_only=False)
+    assert (state["stage"], state["step"]) == (0, 3) and state["optimizer"] is not None
+    resumed = Trainer(cfg, progress=False).run()
+    rows = [r.split(",")[:2] for r in (tmp_path / "b" / "train_log.csv").read_text().splitlines()[1:]]
+    assert rows == [["pretrain", str(i)] for i in range(4)] + [["conditional", "0"], ["conditional", "1"]]
+    a, _ = load_checkpoint(straight)
+    b, _ = load_checkpoint(resumed)
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.allclose(x, y, atol=1e-6), k
+
+
+def test_bad_config(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="unknown training config keys: learning_rate"):
+        TrainConfig.from_dict({"out": "x", "learning_rate": 1, "stages": [{"name": "pretrain", "steps": 1}]})
+    with pytest.raises(InvalidInputError, match="unknown stage"):
+        TrainConfig.from_dict({"out": "x", "stages": [{"name": "finetune", "steps": 1}]})
+    with pytest.raises(InvalidInputError, match="not found"):
+        TrainConfig.from_yaml(tmp_path / "none.yaml")
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_keep_identical_weights(corpus_dir: Path, tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "ddp", corpus_dir, pretrain=3, contrastive=2, conditional=2)
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", "29533", "-m", "muvi", "train", "--config", str(path), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=600, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rep = json.loads((tmp_path / "ddp" / "replicas.json").read_text())
+    assert rep["world_size"] == 2 and rep["checksums"][0] == rep["checksums"][1]
+    assert (tmp_path / "ddp" / "final" / "config.json").is_file()
