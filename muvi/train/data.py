@@ -38,7 +38,7 @@ from muvi.nn.encoders import VisualEncoder
 from muvi.nn.model import ModelConfig
 from muvi.train.synthvideo import render_paired_video
 
-__all__ = ["split_pieces", "CorpusWindows", "PairedWindows", "UserPairs", "collate", "item_rng", "mood_for"]
+__all__ = ["split_pieces", "CorpusWindows", "PairedWindows", "PairedCache", "UserPairs", "collate", "item_rng", "mood_for"]
 
 _MOODS = {
     ("pop", "major"): ("happy", "playful"), ("pop", "minor"): ("romantic", "sad"),
@@ -247,3 +247,70 @@ def collate(batch: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return out
 
 
+
+
+class PairedCache(Dataset):
+    """Pre-rendered paired windows: ``variants`` synthetic videos per corpus window, encoded once.
+
+    Generating video on the fly costs ~0.15 s per window per core, far too slow to feed a GPU;
+    the cache is built once (in parallel), kept as memory-mapped ``.npy`` files and then read at
+    thousands of windows per second. Item ``(index, salt)`` uses variant ``salt % variants``.
+    Files: ``patches.npy`` (all frames, float16), ``offsets.npy``, ``positions.npy`` and a
+    ``meta.json`` that must match the windows and encoder or the cache is rebuilt.
+    """
+
+    def __init__(self, paired: PairedWindows, root: Path | str, *, variants: int = 2, workers: int = 1,
+                 progress: bool = False) -> None:
+        import json
+
+        self.paired, self.root, self.variants = paired, Path(root), variants
+        meta = {"windows": [(w.piece, w.start) for w in paired.windows.windows], "variants": variants,
+                "steps": paired.windows.steps, "seed": paired.windows.seed, "encoder": paired.encoder.describe(),
+                "fps": str(paired.fps), "frame_size": paired.frame_size}
+        digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+        meta_path = self.root / "meta.json"
+        if not meta_path.is_file() or json.loads(meta_path.read_text()).get("digest") != digest:
+            self._build(workers, progress)
+            from muvi.fileio import atomic_write_text
+
+            atomic_write_text(meta_path, json.dumps({"digest": digest, "items": len(self)}))
+        self.patches = np.load(self.root / "patches.npy", mmap_mode="r")
+        self.offsets = np.load(self.root / "offsets.npy")
+        self.positions = np.load(self.root / "positions.npy", mmap_mode="r")
+
+    def __len__(self) -> int:
+        return len(self.paired)
+
+    def _build(self, workers: int, progress: bool) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        from tqdm import tqdm
+
+        from muvi.fileio import atomic_path
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        keys = [(i, v) for i in range(len(self.paired)) for v in range(self.variants)]
+        chunks, pos = [], []
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                it = pool.map(self.paired.__getitem__, keys, chunksize=16)
+                results = list(tqdm(it, total=len(keys), desc="paired cache", disable=not progress))
+        else:
+            results = [self.paired[k] for k in tqdm(keys, desc="paired cache", disable=not progress)]
+        for r in results:
+            chunks.append(r["patches"].numpy().astype(np.float16))
+            pos.append(r["positions"].numpy())
+        offsets = np.cumsum([0] + [len(c) for c in chunks]).astype(np.int64)
+        for name, arr in (("patches", np.concatenate(chunks)), ("offsets", offsets), ("positions", np.stack(pos))):
+            with atomic_path(self.root / f"{name}.npy") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, arr)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, salt = key if isinstance(key, tuple) else (key, 0)
+        item = self.paired.windows[(index, salt)]
+        k = index * self.variants + salt % self.variants
+        a, b = int(self.offsets[k]), int(self.offsets[k + 1])
+        item["patches"] = torch.from_numpy(np.asarray(self.patches[a:b], dtype=np.float32))
+        item["positions"] = torch.from_numpy(np.array(self.positions[k]))
+        return item

@@ -82,6 +82,7 @@ class TrainConfig:
     corpus_build: dict[str, Any] | None = None  # build the corpus with these options when missing
     user_data: str | None = None  # a folder of (video, music) pairs for the paired stages
     window_steps: int = 256
+    paired_cache: dict[str, Any] | None = None  # {"path": DIR, "variants": 2}: pre-render paired windows
     held_out: float = 0.05
     workers: int = 0
     log_every: int = 10
@@ -239,6 +240,15 @@ class Trainer:
         music = CorpusWindows(corpus, train, model.config, steps=steps, seed=self.config.seed)
         music_eval = CorpusWindows(corpus, test or train[:1], model.config, steps=steps, seed=self.config.seed + 1)
         paired: Dataset = PairedWindows(music, enc)
+        if self.config.paired_cache:
+            from muvi.train.data import PairedCache
+
+            opts = dict(self.config.paired_cache)
+            path = Path(opts.pop("path"))
+            if self.main:  # one rank builds, the others wait and map the files
+                PairedCache(paired, path, workers=max(1, self.config.workers), progress=self.progress, **opts)
+            self._barrier()
+            paired = PairedCache(paired, path, **opts)
         if self.config.user_data:
             from torch.utils.data import ConcatDataset
 

@@ -76,6 +76,24 @@ def test_windows_split_by_piece_and_pair(corpus_dir: Path) -> None:
     assert batch["positions"].shape == (3, 64) and float(batch["positions"].max()) < batch["patches"].shape[1]
 
 
+def test_paired_cache_serves_what_the_generator_makes(corpus_dir: Path, tmp_path: Path) -> None:
+    from muvi.train.data import PairedCache
+
+    c = Corpus(corpus_dir)
+    w = CorpusWindows(c, list(range(4)), ModelConfig(dit=preset("tiny")), steps=64)
+    pw = PairedWindows(w, LowLevelEncoder())
+    cache = PairedCache(pw, tmp_path / "cache", variants=2)
+    for index, salt in ((0, 0), (1, 3), (len(w) - 1, 5)):
+        video = pw[(index, salt % 2)]  # the cache keeps 2 variants; salt picks one
+        b = cache[(index, salt)]
+        assert torch.allclose(video["patches"], b["patches"], atol=2e-2)
+        assert torch.equal(video["positions"], b["positions"])
+        assert torch.equal(pw[(index, salt)]["tokens"], b["tokens"])
+    stamp = (tmp_path / "cache" / "patches.npy").stat().st_mtime_ns
+    PairedCache(pw, tmp_path / "cache", variants=2)  # matching meta: reused, not rebuilt
+    assert (tmp_path / "cache" / "patches.npy").stat().st_mtime_ns == stamp
+
+
 def test_hard_negatives() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 32, 5)
