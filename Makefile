@@ -36,6 +36,7 @@ $(STAMP): pyproject.toml
 setup: system-deps $(STAMP)
 
 test: setup
+	$(VENV)/bin/ruff check muvi engines export plugin_server benchmarks tests
 	@# librosa compiles its numba kernels on first use (~20 s): once here, not inside a test
 	$(PY) -c "import numpy as np; from muvi.metrics import onset_times; onset_times(np.random.default_rng(0).standard_normal(22050), 22050)"
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 """Reading the user's media with PyAV: probing and frame-exact sampled decoding.
 
-``probe(path)`` describes a file. ``iter_frames(timeline, fps=10, size=(224, 224))`` yields,
+``probe(path)`` (from :mod:`muvi.probe`) describes a file. ``iter_frames(timeline, fps=10, size=(224, 224))`` yields,
 for every sample instant ``t_k = start + k / fps`` of the timeline, the frame *shown* at that
 instant (the last frame whose presentation time is ≤ the source instant), scaled in the
 decoding loop with libswscale, with its exact record time. Gaps yield black frames.
@@ -18,15 +18,15 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from muvi.errors import MediaError, MediaNotFoundError, MediaRangeError
-from muvi.timeline import Rate, Segment, Timeline
+from muvi.errors import MediaError, MediaRangeError
+from muvi.probe import AudioStreamInfo, MediaInfo, check_timeline, ffmpeg_reason, open_media, probe
+from muvi.timeline import Segment, Timeline
 
 __all__ = [
     "AudioStreamInfo",
@@ -46,74 +46,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 DEFAULT_FPS = Fraction(10)
 _INTERPOLATION = "AREA"
-
-
-@dataclass(frozen=True)
-class AudioStreamInfo:
-    index: int
-    codec: str
-    sample_rate: int
-    channels: int
-    duration: Fraction | None
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    """What :func:`probe` learns about a media file (video stream 0)."""
-
-    path: Path
-    container: str
-    codec: str
-    width: int
-    height: int
-    rotation: int  # counter-clockwise degrees to apply for display (0, 90, 180, 270)
-    rate: Rate  # nominal frame rate, snapped to a standard rate where close
-    variable_rate: bool
-    start_time: Fraction  # pts of the first frame, seconds
-    duration: Fraction  # from the first frame to the end of the last, seconds
-    frame_count: int | None
-    pix_fmt: str | None
-    audio: tuple[AudioStreamInfo, ...] = field(default_factory=tuple)
-    truncated: bool = False  # the header promises more than the file's packets hold
-
-    @property
-    def display_size(self) -> tuple[int, int]:
-        """(width, height) as displayed, rotation applied."""
-        return (self.height, self.width) if self.rotation % 180 == 90 else (self.width, self.height)
-
-    def to_json(self) -> dict[str, Any]:
-        def frac(x: Fraction | None) -> Any:
-            return None if x is None else {"seconds": float(x), "exact": f"{x.numerator}/{x.denominator}"}
-
-        return {
-            "path": str(self.path),
-            "container": self.container,
-            "video": {
-                "codec": self.codec,
-                "width": self.width,
-                "height": self.height,
-                "display_width": self.display_size[0],
-                "display_height": self.display_size[1],
-                "rotation": self.rotation,
-                "rate": {"num": self.rate.num, "den": self.rate.den, "fps": float(self.rate)},
-                "variable_rate": self.variable_rate,
-                "start_time": frac(self.start_time),
-                "duration": frac(self.duration),
-                "frame_count": self.frame_count,
-                "pix_fmt": self.pix_fmt,
-                "truncated": self.truncated,
-            },
-            "audio": [
-                {
-                    "index": a.index,
-                    "codec": a.codec,
-                    "sample_rate": a.sample_rate,
-                    "channels": a.channels,
-                    "duration": frac(a.duration),
-                }
-                for a in self.audio
-            ],
-        }
 
 
 @dataclass(frozen=True)
@@ -140,178 +72,6 @@ class Frames:
 
 
 # ---------------------------------------------------------------------------------------
-def _av() -> Any:
-    import av
-
-    return av
-
-
-def _open(path: Path) -> Any:
-    av = _av()
-    if not path.exists():
-        raise MediaNotFoundError(path, "file not found")
-    if not path.is_file():
-        raise MediaNotFoundError(path, "not a regular file")
-    try:
-        container = av.open(str(path), mode="r")
-    except av.error.FFmpegError as exc:
-        raise MediaError(path, f"not a readable media file ({_ff_reason(exc)})") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MediaError(path, f"cannot open: {exc}") from exc
-    if not container.streams.video:
-        container.close()
-        raise MediaError(path, "no video stream")
-    return container
-
-
-def _ff_reason(exc: Exception) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return text.split(": '")[0] if isinstance(text, str) else str(exc)
-
-
-def _ts(value: int | None, time_base: Fraction | None) -> Fraction | None:
-    if value is None or time_base is None:
-        return None
-    return Fraction(value) * Fraction(time_base)
-
-
-def probe(path: Path | str) -> MediaInfo:
-    """Describe ``path``'s first video stream and its audio streams.
-
-    Raises :class:`MediaNotFoundError` when missing and :class:`MediaError` when the file is
-    not media, has no video stream or its video cannot be decoded.
-    """
-    av = _av()
-    path = Path(path)
-    container = _open(path)
-    try:
-        vs = container.streams.video[0]
-        cc = vs.codec_context
-        tb = vs.time_base
-        start = _ts(vs.start_time, tb) or Fraction(0)  # source time 0 = this pts (decode_segment agrees)
-        guessed = vs.guessed_rate or vs.average_rate or vs.base_rate
-        avg = vs.average_rate
-        if not guessed:
-            raise MediaError(path, "video stream has no frame rate")
-        rate = Rate.from_float(float(guessed))
-        variable = bool(avg) and abs(float(avg) - float(guessed)) > 0.01 * float(guessed)
-        # decode the first frame: proves the codec works and gives rotation
-        try:
-            first = next(container.decode(vs), None)
-        except av.error.FFmpegError as exc:
-            raise MediaError(path, f"video cannot be decoded ({_ff_reason(exc)})") from exc
-        if first is None:
-            raise MediaError(path, "video stream has no decodable frame")
-        rotation = int(round(getattr(first, "rotation", 0) or 0)) % 360
-        if vs.start_time is None and first.pts is not None:
-            start = Fraction(first.pts) * Fraction(tb)
-        header = _header_duration(container, vs)
-        duration, frame_count, variable = _scan_packets(container, vs, start, variable)
-        truncated = duration is not None and header is not None and header - duration > Fraction(1, 2)
-        if duration is None:
-            duration = header
-        if duration is None:
-            raise MediaError(path, "duration unknown (no timestamps and no duration in the header)")
-        audio = []
-        for a in container.streams.audio:
-            ac = a.codec_context
-            channels = getattr(ac, "channels", None) or (ac.layout.nb_channels if ac.layout else 0)
-            audio.append(
-                AudioStreamInfo(a.index, ac.name, int(ac.sample_rate or 0), int(channels), _ts(a.duration, a.time_base))
-            )
-        return MediaInfo(
-            path=path,
-            container=container.format.name,
-            codec=cc.name,
-            width=cc.width,
-            height=cc.height,
-            rotation=rotation,
-            rate=rate,
-            variable_rate=variable,
-            start_time=start,
-            duration=max(duration, Fraction(0)),
-            frame_count=frame_count or vs.frames or None,
-            pix_fmt=cc.pix_fmt,
-            audio=tuple(audio),
-            truncated=truncated,
-        )
-    finally:
-        container.close()
-
-
-def _header_duration(container: Any, vs: Any) -> Fraction | None:
-    """Duration the header claims. FFmpeg's container duration is the length for most formats
-    but the absolute end time for Matroska, so the smaller reading is taken."""
-    if vs.duration is not None:
-        return Fraction(vs.duration) * Fraction(vs.time_base)
-    if not container.duration:
-        return None
-    d = Fraction(container.duration, 1_000_000)
-    return min(d, d - Fraction(container.start_time or 0, 1_000_000))
-
-
-def _scan_packets(
-    container: Any, vs: Any, start: Fraction, variable: bool
-) -> tuple[Fraction | None, int | None, bool]:
-    """Exact duration, frame count and VFR from packet timestamps (demux only, no decode).
-
-    Returns ``(None, None, variable)`` when packets carry no timestamps.
-    """
-    av = _av()
-    tb = Fraction(vs.time_base)
-    container.seek(0, backward=True)
-    pts_list: list[int] = []
-    end = None
-    try:
-        for packet in container.demux(vs):
-            if packet.pts is None or packet.size == 0:
-                continue
-            pts_list.append(packet.pts)
-            e = packet.pts + (packet.duration or 0)
-            end = e if end is None or e > end else end
-    except av.error.FFmpegError:
-        pass  # a damaged tail: what was read so far is what the file has
-    if not pts_list or end is None:
-        return None, None, variable
-    pts_list.sort()
-    deltas = np.diff(np.asarray(pts_list, dtype=np.int64))
-    if end == pts_list[-1] and len(deltas):  # no packet durations: assume one median step
-        end += int(np.median(deltas))
-    if len(deltas) >= 2:
-        med = float(np.median(deltas))
-        spread = float(deltas.max() - deltas.min())
-        variable = spread > max(2.0, 0.05 * med)
-    return Fraction(end) * tb - start, len(pts_list), variable
-
-
-def check_timeline(timeline: Timeline) -> dict[Path, MediaInfo]:
-    """Probe every media file of ``timeline`` once and check each source range lies inside it.
-
-    A range may end at most half a media frame past the probed duration (editors round out
-    points to frames). Returns the probes by path.
-    """
-    infos: dict[Path, MediaInfo] = {}
-    for i, seg in enumerate(timeline.segments):
-        info = infos.get(seg.media) or probe(seg.media)
-        infos[seg.media] = info
-        tolerance = info.rate.seconds(1) / 2
-        end = seg.source.end_seconds
-        if end > info.duration + tolerance and info.truncated:
-            raise MediaError(
-                seg.media,
-                f"file is truncated: its video data ends at {float(info.duration):.3f} s, but segment {i} "
-                f"needs frames until {float(end):.3f} s",
-            )
-        if end > info.duration + tolerance:
-            raise MediaRangeError(
-                seg.media,
-                f"segment {i} source range ends at {float(end):.3f} s, past the end of the media "
-                f"({float(info.duration):.3f} s)",
-            )
-    return infos
-
-
-# ---------------------------------------------------------------------------------------
 def sample_times(timeline: Timeline, fps: Fraction | int = DEFAULT_FPS) -> list[Fraction]:
     """Record instants ``start + k/fps`` for ``k`` in ``0 .. ceil(duration*fps) - 1``."""
     fps = Fraction(fps)
@@ -320,6 +80,12 @@ def sample_times(timeline: Timeline, fps: Fraction | int = DEFAULT_FPS) -> list[
     t0 = timeline.start.seconds
     n = math.ceil(timeline.duration.seconds * fps)
     return [t0 + Fraction(k) / fps for k in range(n)]
+
+
+def _av() -> Any:
+    import av
+
+    return av
 
 
 def _converter(size: tuple[int, int] | None, rotation: int) -> Callable[[Any], np.ndarray]:
@@ -411,7 +177,7 @@ def decode_segment(
     path = segment.media
     if not source_times:
         return
-    container = _open(path)
+    container = open_media(path)
     try:
         vs = container.streams.video[0]
         if fast:
@@ -446,7 +212,7 @@ def decode_segment(
                 prev, prev_t, prev_img = frame, t, None
         except av.error.FFmpegError as exc:
             at = float(prev_t - origin) if prev_t is not None else 0.0
-            raise MediaError(path, f"video undecodable at {at:.3f} s ({_ff_reason(exc)})") from exc
+            raise MediaError(path, f"video undecodable at {at:.3f} s ({ffmpeg_reason(exc)})") from exc
         if prev is None or convert is None:
             raise MediaError(path, "video stream has no decodable frame in the requested range")
         assert prev_t is not None

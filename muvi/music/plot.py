@@ -6,7 +6,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
 from muvi.fileio import atomic_path
 from muvi.music.roll import DRUM_CLASSES, drum_class_of

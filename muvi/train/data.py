@@ -30,7 +30,6 @@ from torch.utils.data import Dataset
 from muvi.errors import InvalidInputError
 from muvi.music.corpus import Corpus
 from muvi.music.keys import Key, normalise_key_shift, transpose
-from muvi.music.roll import RollSpec
 from muvi.music.score import Note, Score
 from muvi.music.tempo import TempoMap
 from muvi.nn.adaptor import grid_positions

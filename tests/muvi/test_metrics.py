@@ -8,7 +8,6 @@ import pytest
 
 from muvi.errors import InvalidInputError
 from muvi.metrics import accent_hit_rate, accent_hits, beat_scores, frechet_distance, musicality, onset_times
-from muvi.music.keys import Key
 from muvi.music.score import Note, Score
 from muvi.music.tempo import TempoMap
 
