@@ -233,8 +233,13 @@ def decode_segment(
         container.close()
 
 
+def _as_timeline(source: Timeline | Segment) -> Timeline:
+    """A lone segment is a timeline of one segment at its record rate."""
+    return source if isinstance(source, Timeline) else Timeline(source.record_start.rate, (source,))
+
+
 def iter_frames(
-    timeline: Timeline,
+    timeline: Timeline | Segment,
     *,
     fps: Fraction | int = DEFAULT_FPS,
     size: tuple[int, int] | None = (224, 224),
@@ -244,8 +249,9 @@ def iter_frames(
 
     ``size`` is the (width, height) of the returned images in display orientation, ``None``
     for the native size (then every segment must share one display size). ``fast``: see
-    :func:`decode_segment`.
+    :func:`decode_segment`. A single :class:`Segment` is decoded on its own record time.
     """
+    timeline = _as_timeline(timeline)
     times = sample_times(timeline, fps)
     # group consecutive instants by segment
     groups: list[tuple[int | None, list[int]]] = []
@@ -277,14 +283,15 @@ def iter_frames(
 
 
 def decode_timeline(
-    timeline: Timeline,
+    timeline: Timeline | Segment,
     *,
     fps: Fraction | int = DEFAULT_FPS,
     size: tuple[int, int] | None = (224, 224),
     fast: bool = True,
     progress: Callable[[float], None] | None = None,
 ) -> Frames:
-    """Decode the whole timeline into :class:`Frames` (see :func:`iter_frames`)."""
+    """Decode the whole timeline (or one segment) into :class:`Frames` (see :func:`iter_frames`)."""
+    timeline = _as_timeline(timeline)
     fps = Fraction(fps)
     times = sample_times(timeline, fps)
     n = len(times)

@@ -184,3 +184,11 @@ def test_range_past_the_end(media: Media) -> None:
     with pytest.raises(MediaRangeError, match="past the end"):
         decode_timeline(tl, size=(32, 32))
     assert check_timeline(_whole(clip.path, Rate(25), 90))[clip.path].frame_count == 90
+
+
+def test_a_single_segment_decodes_on_its_own(media: Media) -> None:
+    clip = media.shots(Rate(25))
+    seg = Segment(clip.path, TimeRange.from_frames(30, 20, Rate(25)), RationalTime(500, Rate(25)))
+    frames = decode_timeline(seg, size=(80, 48))
+    assert frames.times[0] == 20 and len(frames) == 8
+    assert _codes(frames.images) == [30 + math.floor(Fraction(k, 10) * 25) for k in range(8)]

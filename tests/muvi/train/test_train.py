@@ -94,6 +94,34 @@ def test_paired_cache_serves_what_the_generator_makes(corpus_dir: Path, tmp_path
     assert (tmp_path / "cache" / "patches.npy").stat().st_mtime_ns == stamp
 
 
+def test_user_pairs_from_a_folder(tmp_path: Path) -> None:
+    from muvi.media_gen import write_shot_clip
+    from muvi.music.midi import write_midi
+    from muvi.timeline import Rate
+    from muvi.train.data import UserPairs
+
+    piece = arrange("pop", seed=7, form=[("A", 4), ("B", 4)])
+    seconds = float(piece.score.duration)
+    write_shot_clip(tmp_path / "take1.mp4", shots=[int(seconds * 25) // 2, int(seconds * 25) - int(seconds * 25) // 2],
+                    rate=Rate(25), size=(96, 64))
+    write_midi(piece.score, tmp_path / "take1.mid")
+    (tmp_path / "lonely.mp4").write_bytes((tmp_path / "take1.mp4").read_bytes())  # no music: ignored
+    cfg = ModelConfig(dit=preset("tiny"))
+    pairs = UserPairs(tmp_path, cfg, LowLevelEncoder(), steps=64)
+    assert [v.name for v, _ in pairs.pairs] == ["take1.mp4"] and len(pairs) >= 3
+    item = pairs[(1, 0)]
+    assert item["tokens"].shape == (64, cfg.roll.token_dim) and item["patches"].shape[1:] == (17, 12)
+    assert float(item["positions"].max()) <= item["patches"].shape[0] - 1 and item["valid"].sum() == 64
+    with pytest.raises(InvalidInputError, match="no video with a same-named"):
+        UserPairs(_empty(tmp_path), cfg, LowLevelEncoder())
+
+
+def _empty(tmp_path: Path) -> Path:
+    d = tmp_path / "empty"
+    d.mkdir()
+    return d
+
+
 def test_hard_negatives() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 32, 5)
