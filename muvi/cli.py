@@ -134,9 +134,42 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from muvi.errors import InvalidInputError
+    from muvi.evaluate import EvalOptions, evaluate
+
+    baselines = {}
+    for spec in args.baseline or []:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise InvalidInputError(f"--baseline takes NAME=DIR, got {spec!r}")
+        baselines[name] = Path(path)
+    options = EvalOptions(windows=args.windows, sampler_steps=args.steps, cfg=args.cfg, corpus=args.corpus,
+                          cfg_sweep=() if args.no_sweep else EvalOptions().cfg_sweep, sweep_windows=args.sweep_windows)
+    report = evaluate(args.weights, args.out, baselines=baselines, options=options)
+    print(f"wrote {args.out}/eval.json and {args.out}/EVAL.md (recommended CFG {report['recommended_cfg']})")
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate weights on held-out synthetic pairs (BCS, BHS, SIM, accents, musicality)")
+    p.add_argument("--weights", type=Path, required=True, metavar="DIR")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("--baseline", action="append", metavar="NAME=DIR",
+                   help="another checkpoint to score the same way; a name starting 'unconditional' samples without "
+                        "the video (e.g. unconditional-pretrain=runs/x/stage1)")
+    p.add_argument("--corpus", default=None, help="corpus folder (default: the one in the weights' recipe)")
+    p.add_argument("--windows", type=int, default=24)
+    p.add_argument("--steps", type=int, default=25, help="sampler steps")
+    p.add_argument("--cfg", type=float, default=None)
+    p.add_argument("--no-sweep", action="store_true", help="skip the CFG sweep")
+    p.add_argument("--sweep-windows", type=int, default=12)
+    p.set_defaults(func=_cmd_eval)
+
+
 # each command registers its parser here
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_probe, _add_corpus, _add_plot_roll, _add_render, _add_train,
+    _add_probe, _add_corpus, _add_plot_roll, _add_render, _add_train, _add_eval,
 ]
 
 

@@ -189,3 +189,24 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(corpus_dir: Path, tmp
     rep = json.loads((tmp_path / "ddp" / "replicas.json").read_text())
     assert rep["world_size"] == 2 and rep["checksums"][0] == rep["checksums"][1]
     assert (tmp_path / "ddp" / "final" / "config.json").is_file()
+
+
+def test_eval_writes_a_report_on_held_out_pieces(corpus_dir: Path, tmp_path: Path) -> None:
+    from muvi.evaluate import EvalOptions, evaluate, held_out_windows
+
+    cfg = TrainConfig.from_dict(_config(tmp_path / "run", corpus_dir, pretrain=1, contrastive=1, conditional=1))
+    final = Trainer(cfg, progress=False).run()
+    model, meta = load_checkpoint(final)
+    train, test = split_pieces(Corpus(corpus_dir), held_out=0.2, seed=0)
+    opts = EvalOptions(windows=2, sampler_steps=2, cfg_sweep=(1.0, 3.0), sweep_windows=1, plots=1)
+    windows = held_out_windows(model, meta["recipe"], opts)
+    names = {Corpus(corpus_dir).pieces[i]["name"] for i in test}
+    assert windows and all(w.name.split("@")[0] in names for w in windows)  # only held-out pieces
+    report = evaluate(final, tmp_path / "report", baselines={"unconditional": final}, options=opts, progress=lambda m: None)
+    assert set(report["rows"]) == {"muvi", "unconditional"} and set(report["cfg_sweep"]) == {"1.0", "3.0"}
+    row = report["rows"]["muvi"]
+    for k in ("bcs", "bhs", "sim", "accent_hit_rate", "in_scale_ratio", "empty_bar_ratio", "fd_stand_in"):
+        assert k in row
+    md = (tmp_path / "report" / "EVAL.md").read_text()
+    assert "stand-in" in md and "| muvi |" in md and report["recommended_cfg"] in (1.0, 3.0)
+    assert (tmp_path / "report" / report["plots"][0]).is_file()
