@@ -1,0 +1,256 @@
+"""The beat planner: visual accents → a tempo map whose beats land on them.
+
+1. **Tempo and phase.** For every candidate tempo in the style's range (or the pinned BPM) the
+   accents are folded onto one beat period; a sweep over the circle finds the phase where the
+   largest accent weight lies within ``tolerance`` (one video frame) of a beat. Cuts weigh more
+   than motion peaks; among near-equal scores the tempo nearest the range's centre wins.
+2. **Bars.** The downbeat offset that puts the most cut weight on downbeats is chosen (or the
+   meter the user pinned).
+3. **Gentle tempo changes.** Walking from cut to cut, where the next cut would miss the grid, the
+   segment's tempo is bent (by at most ``max_change``, default 8 %) so that it lands exactly on a
+   beat — kept only where that lands more accent weight than it loses.
+
+The result is exact (:class:`~muvi.music.tempo.TempoMap`, Fractions): the same map drives the
+adaptor's length alignment, the MIDI and the renderer. Beat 0 is at or before the timeline start
+(a pickup when the first downbeat comes later).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Sequence
+
+import numpy as np
+
+from muvi.errors import InvalidInputError
+from muvi.music.tempo import TempoChange, TempoMap
+
+__all__ = ["PlanAccent", "BeatPlan", "plan_beats", "accent_report"]
+
+CUT_WEIGHT = 3.0
+
+
+@dataclass(frozen=True)
+class PlanAccent:
+    time: Fraction  # seconds from the music's start
+    strength: float  # 0..1
+    kind: str = "cut"  # "cut" | "motion"
+
+    @property
+    def weight(self) -> float:
+        return (CUT_WEIGHT if self.kind == "cut" else 1.0) * max(0.05, float(self.strength))
+
+
+@dataclass(frozen=True)
+class BeatPlan:
+    tempo: TempoMap
+    bpm: float  # the base tempo
+    hits: tuple[bool, ...]  # per accent: a beat within tolerance
+    hit_rate: float  # share of accents hit
+    weighted_hit_rate: float  # share of accent weight hit
+    tempo_changes: int
+
+
+def _fold_score(times: np.ndarray, weights: np.ndarray, period: float, tol: float) -> tuple[float, float, float]:
+    """Best (weight, error, phase) of a beat grid with this period: the accent weight within
+    ``tol`` of a beat, the weighted timing error of those accents, and the grid's phase (fitted
+    to them)."""
+    ph = np.mod(times, period)
+    order = np.argsort(ph)
+    ph, w = ph[order], weights[order]
+    ph2 = np.concatenate([ph, ph + period])  # circular sweep: extend by one period
+    w2 = np.concatenate([w, w])
+    csum = np.concatenate([[0.0], np.cumsum(w2)])
+    right = np.searchsorted(ph2, ph2[: len(ph)] + 2 * tol, side="right")
+    gains = csum[right] - csum[np.arange(len(ph))]
+    top = float(gains.max())
+    best_err, best_phase = math.inf, 0.0
+    for i in np.flatnonzero(gains >= top - 1e-9):
+        members, mw = ph2[i : right[i]], w2[i : right[i]]
+        phase = float(np.average(members, weights=mw))
+        err = float(np.sum(mw * np.abs(members - phase)))
+        if err < best_err:
+            best_err, best_phase = err, phase % period
+    return top, best_err, best_phase
+
+
+def _hits(tempo: TempoMap, accents: Sequence[PlanAccent], tol: Fraction) -> list[bool]:
+    out = []
+    for a in accents:
+        b = tempo.beat_at(a.time)
+        near = [tempo.time_at(math.floor(b)), tempo.time_at(math.ceil(b))]
+        out.append(min(abs(t - a.time) for t in near) <= tol)
+    return out
+
+
+def plan_beats(
+    accents: Sequence[PlanAccent],
+    *,
+    duration: Fraction,
+    tolerance: Fraction,
+    bpm_range: tuple[float, float] = (70.0, 140.0),
+    bpm: float | Fraction | None = None,
+    beats_per_bar: int = 4,
+    max_change: float = 0.08,
+    allow_changes: bool = True,
+    resolution: float = 0.05,
+) -> BeatPlan:
+    """Plan the beat grid for ``accents`` over ``[0, duration)`` seconds (see the module docstring)."""
+    if duration <= 0:
+        raise InvalidInputError("nothing to plan: the duration is zero")
+    if bpm is not None and not (20 <= float(bpm) <= 400):
+        raise InvalidInputError(f"BPM must be between 20 and 400, got {bpm}")
+    lo, hi = bpm_range
+    if not (20 <= lo <= hi <= 400):
+        raise InvalidInputError(f"bad tempo range {bpm_range}")
+    tol = Fraction(tolerance)
+    acc = sorted(accents, key=lambda a: a.time)
+    times = np.array([float(a.time) for a in acc])
+    weights = np.array([a.weight for a in acc])
+    # 1. tempo and phase
+    if bpm is not None:
+        candidates = [float(bpm)]
+    else:
+        candidates = list(np.arange(lo, hi + resolution / 2, resolution))
+    centre = (lo + hi) / 2
+    # ranking: most accent weight on beats, then the smallest timing error, then nearest the centre
+    best = (-1.0, 0.0, 0.0, candidates[0], 0.0)
+    if len(acc):
+        for c in candidates:
+            period = 60.0 / c
+            score, err, phase = _fold_score(times, weights, period, float(tol))
+            key = (round(score, 6), -round(err, 4), -abs(c - centre), c, phase)
+            if key[:3] > best[:3]:
+                best = key
+    base_bpm = Fraction(best[3]).limit_denominator(1000) if bpm is None else Fraction(bpm).limit_denominator(1000)
+    period = 60 / base_bpm
+    phase = Fraction(best[4]).limit_denominator(48000)
+    # beat 0 at or before time 0
+    origin = phase - period * math.ceil(phase / period) if phase > 0 else phase
+    # 2. bars: the downbeat offset with the most cut weight on downbeats
+    tempo = TempoMap((TempoChange(Fraction(0), period),), origin, beats_per_bar, 0)
+    db_weight = [0.0] * beats_per_bar
+    for a in acc:
+        b = round(tempo.beat_at(a.time))
+        if abs(tempo.time_at(b) - a.time) <= tol:
+            db_weight[b % beats_per_bar] += a.weight * (2.0 if a.kind == "cut" else 0.5)
+    downbeat = int(np.argmax(db_weight)) if any(db_weight) else 0
+    tempo = TempoMap(tempo.changes, origin, beats_per_bar, downbeat)
+    # 3. gentle tempo changes between cuts
+    changes = 0
+    if allow_changes and bpm is None and len(acc) > 1:
+        options = [(tempo, 0), _bend(tempo, acc, tol, max_change), _through_cuts(tempo, acc, duration, max_change)]
+        tempo, changes = max(options, key=lambda o: (round(_weight_hit(o[0], acc, tol), 6), -o[1]))
+    hits = _hits(tempo, acc, tol)
+    total = float(weights.sum()) if len(acc) else 0.0
+    return BeatPlan(
+        tempo=tempo, bpm=float(base_bpm), hits=tuple(hits),
+        hit_rate=(sum(hits) / len(hits)) if hits else math.nan,
+        weighted_hit_rate=(float(sum(w for w, h in zip(weights, hits) if h)) / total) if total else math.nan,
+        tempo_changes=changes,
+    )
+
+
+def _weight_hit(tempo: TempoMap, acc: Sequence[PlanAccent], tol: Fraction) -> float:
+    return sum(a.weight for a, h in zip(acc, _hits(tempo, acc, tol)) if h)
+
+
+def _bend(tempo: TempoMap, acc: Sequence[PlanAccent], tol: Fraction, max_change: float) -> tuple[TempoMap, int]:
+    """Walk the cuts; bend the tempo of a segment so the next cut lands on a beat where it pays."""
+    cuts = [a for a in acc if a.kind == "cut"]
+    changes = 0
+    for a, b in zip(cuts, cuts[1:]):
+        hits = _hits(tempo, [a, b], tol)
+        if not hits[0] or hits[1]:
+            continue
+        beat_a = round(tempo.beat_at(a.time))
+        spb = tempo.seconds_per_beat_at(beat_a)
+        n = round((b.time - tempo.time_at(beat_a)) / spb)
+        if n < 1:
+            continue
+        new_spb = (b.time - tempo.time_at(beat_a)) / n
+        if abs(float(new_spb / spb) - 1) > max_change:
+            continue
+        # either the segment [beat_a, beat_a + n) takes new_spb and the old tempo resumes after
+        # it, or the new tempo holds from beat_a on (the edit's pace changed): keep what lands more
+        kept = [c for c in tempo.changes if c.beat <= beat_a]
+        after = [c for c in tempo.changes if c.beat > beat_a + n]
+        variants = [
+            kept + [TempoChange(Fraction(beat_a), new_spb), TempoChange(Fraction(beat_a + n), spb)] + after,
+            kept + [TempoChange(Fraction(beat_a), new_spb)],
+        ]
+        current = _weight_hit(tempo, acc, tol)
+        best_map, best_w = None, current
+        for changes_list in variants:
+            merged: list[TempoChange] = []
+            for c in changes_list:
+                if merged and merged[-1].beat == c.beat:
+                    merged[-1] = c
+                elif not merged or merged[-1].seconds_per_beat != c.seconds_per_beat:
+                    merged.append(c)
+            try:
+                candidate = TempoMap(tuple(merged), tempo.origin, tempo.beats_per_bar, tempo.downbeat)
+            except InvalidInputError:
+                continue
+            w = _weight_hit(candidate, acc, tol)
+            if w > best_w:
+                best_map, best_w = candidate, w
+        if best_map is not None:
+            tempo = best_map
+            changes += 1
+    return tempo, changes
+
+
+def _through_cuts(tempo: TempoMap, acc: Sequence[PlanAccent], duration: Fraction, max_change: float) -> tuple[TempoMap, int]:
+    """A map whose beats pass exactly through consecutive cuts: each segment between two cuts
+    gets a whole number of beats at a tempo within ``max_change`` of the base; where a segment
+    cannot, the base tempo carries on from there."""
+    cuts = sorted({a.time for a in acc if a.kind == "cut" and 0 <= a.time < duration})
+    if len(cuts) < 2:
+        return tempo, 0
+    base = tempo.changes[0].seconds_per_beat
+    b0 = max(0, round(tempo.beat_at(cuts[0])))
+    origin = cuts[0] - b0 * base  # shift the grid so the first cut is exactly on beat b0
+    if origin > 0:
+        origin -= base * (origin // base + 1)
+        b0 = round((cuts[0] - origin) / base)
+    changes = [TempoChange(Fraction(0), base)]
+    beat = b0
+    for a, b in zip(cuts, cuts[1:]):
+        n = round((b - a) / base)
+        if n < 1:
+            continue
+        spb = (b - a) / n
+        if abs(float(spb / base) - 1) > max_change:
+            changes.append(TempoChange(Fraction(beat), base))
+            break
+        changes.append(TempoChange(Fraction(beat), spb))
+        beat += n
+    else:
+        changes.append(TempoChange(Fraction(beat), base))
+    merged: list[TempoChange] = []
+    for c in changes:
+        if merged and merged[-1].beat == c.beat:
+            merged[-1] = c
+        elif not merged or merged[-1].seconds_per_beat != c.seconds_per_beat:
+            merged.append(c)
+    try:
+        out = TempoMap(tuple(merged), origin, tempo.beats_per_bar, b0 % tempo.beats_per_bar)
+    except InvalidInputError:
+        return tempo, 0
+    return out, len(merged) - 1
+
+
+def accent_report(plan: BeatPlan, accents: Sequence[PlanAccent], tol: Fraction) -> list[dict[str, object]]:
+    """Per accent: its time, kind, strength, nearest beat, distance, hit and whether it is a downbeat."""
+    out = []
+    for a, hit in zip(sorted(accents, key=lambda x: x.time), plan.hits):
+        b = round(plan.tempo.beat_at(a.time))
+        out.append({
+            "time": float(a.time), "kind": a.kind, "strength": round(float(a.strength), 3), "beat": b,
+            "beat_time": float(plan.tempo.time_at(b)), "error_s": round(float(plan.tempo.time_at(b) - a.time), 4),
+            "hit": bool(hit), "downbeat": plan.tempo.is_downbeat(b),
+        })
+    return out

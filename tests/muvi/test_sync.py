@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from muvi.errors import InvalidInputError
+from muvi.sync import PlanAccent, accent_report, plan_beats
+
+FRAME = Fraction(1, 25)
+
+
+def cuts(*times: float) -> list[PlanAccent]:
+    return [PlanAccent(Fraction(t).limit_denominator(1000), 1.0, "cut") for t in times]
+
+
+def test_regular_cuts_land_on_downbeats() -> None:
+    acc = cuts(*[0.4 + 2.0 * k for k in range(10)])
+    plan = plan_beats(acc, duration=Fraction(21), tolerance=FRAME)
+    assert plan.hit_rate == 1.0 and plan.bpm in (90.0, 120.0)
+    rep = accent_report(plan, acc, FRAME)
+    assert all(r["hit"] for r in rep) and sum(r["downbeat"] for r in rep) >= 5
+    assert plan.tempo.origin <= 0 and plan.tempo.time_at(plan.tempo.beat_at(Fraction(2, 5))) == Fraction(2, 5)
+
+
+def test_gentle_tempo_changes_catch_a_drifting_edit() -> None:
+    # an edit cut at 120 BPM (2 s per bar) that slows to ~113 BPM (2.12 s per bar) half-way
+    acc = cuts(0.0, 2.0, 4.0, 6.0, 8.12, 10.24, 12.36)
+    flat = plan_beats(acc, duration=Fraction(14), tolerance=FRAME, allow_changes=False, bpm_range=(110, 130))
+    bent = plan_beats(acc, duration=Fraction(14), tolerance=FRAME, bpm_range=(110, 130))
+    assert bent.weighted_hit_rate > flat.weighted_hit_rate and bent.hit_rate == 1.0
+    assert bent.tempo_changes >= 1
+    base = 60 / Fraction(bent.bpm).limit_denominator(1000)
+    assert all(abs(float(c.seconds_per_beat / base) - 1) <= 0.08 + 1e-9 for c in bent.tempo.changes)
+
+
+def test_motion_accents_count_less_than_cuts() -> None:
+    acc = cuts(1.0, 3.0, 5.0) + [PlanAccent(Fraction(t).limit_denominator(100), 0.5, "motion") for t in (1.25, 1.9, 3.7)]
+    plan = plan_beats(acc, duration=Fraction(6), tolerance=FRAME, bpm_range=(80, 130))
+    cut_hits = [h for a, h in zip(sorted(acc, key=lambda a: a.time), plan.hits) if a.kind == "cut"]
+    assert all(cut_hits)
+
+
+def test_pinned_bpm_and_meter() -> None:
+    acc = cuts(0.5, 1.7, 3.3)
+    plan = plan_beats(acc, duration=Fraction(4), tolerance=FRAME, bpm=100, beats_per_bar=3)
+    assert plan.bpm == 100 and len(plan.tempo.changes) == 1 and plan.tempo.beats_per_bar == 3
+    assert plan.tempo.bpm_at(0) == 100
+
+
+def test_random_accents_and_no_accents_still_plan() -> None:
+    rng = np.random.default_rng(0)
+    acc = [PlanAccent(Fraction(float(t)).limit_denominator(1000), float(s), "motion")
+           for t, s in zip(np.sort(rng.uniform(0, 30, 40)), rng.uniform(0.1, 1, 40))]
+    plan = plan_beats(acc, duration=Fraction(30), tolerance=FRAME)
+    assert 70 <= plan.bpm <= 140 and 0 < plan.hit_rate <= 1
+    empty = plan_beats([], duration=Fraction(10), tolerance=FRAME, bpm_range=(90, 110))
+    assert empty.bpm == 90 and np.isnan(empty.hit_rate)
+
+
+def test_bad_input() -> None:
+    with pytest.raises(InvalidInputError, match="duration"):
+        plan_beats(cuts(1.0), duration=Fraction(0), tolerance=FRAME)
+    with pytest.raises(InvalidInputError, match="BPM"):
+        plan_beats(cuts(1.0), duration=Fraction(5), tolerance=FRAME, bpm=0)
+    with pytest.raises(InvalidInputError, match="range"):
+        plan_beats(cuts(1.0), duration=Fraction(5), tolerance=FRAME, bpm_range=(150, 100))
