@@ -22,6 +22,7 @@ import numpy as np
 
 __all__ = [
     "Accent",
+    "thumbnails",
     "histogram_distance",
     "detect_cuts",
     "motion_curve",
@@ -39,9 +40,14 @@ class Accent:
     kind: str  # "cut" | "motion"
 
 
-def _small(frames: np.ndarray, size: int) -> np.ndarray:
-    """(T, H, W, 3) uint8 → (T, size, size, 3) float32 by block averaging (nearest block grid)."""
+def thumbnails(frames: np.ndarray, size: int = 32) -> np.ndarray:
+    """(T, H, W, 3) uint8 → (T, size, size, 3) float32 by block averaging. Frames already at
+    ``size`` are only converted (so callers can pass the result around)."""
     t, h, w, _ = frames.shape
+    if (h, w) == (size, size):
+        return frames.astype(np.float32, copy=False)
+    if h % size == 0 and w % size == 0:
+        return frames.reshape(t, size, h // size, size, w // size, 3).mean(axis=(2, 4), dtype=np.float32)
     ys = (np.arange(size + 1) * h) // size
     xs = (np.arange(size + 1) * w) // size
     f = frames.astype(np.float32)
@@ -52,7 +58,7 @@ def _small(frames: np.ndarray, size: int) -> np.ndarray:
 def _histograms(frames: np.ndarray, *, normalise: bool = False) -> np.ndarray:
     """(T, 64) colour histograms at 32×32; ``normalise`` first scales each frame to a fixed
     mean brightness, so a flash or a brightness change hardly moves the histogram."""
-    small = _small(frames, 32)
+    small = thumbnails(frames, 32)
     if normalise:
         mean = small.mean(axis=(1, 2, 3), keepdims=True)
         small = np.clip(small * (110.0 / np.maximum(mean, 8.0)), 0, 255)
@@ -105,7 +111,7 @@ def detect_cuts(
 def motion_curve(frames: np.ndarray, cuts: Sequence[int] = ()) -> np.ndarray:
     """(T,) mean absolute luma change per frame at 32×32 (in 0..1); cut frames take their
     neighbours' value."""
-    small = _small(frames, 32)
+    small = thumbnails(frames, 32)
     luma = (0.299 * small[..., 0] + 0.587 * small[..., 1] + 0.114 * small[..., 2]) / 255.0
     m = np.zeros(len(frames), np.float32)
     m[1:] = np.abs(luma[1:] - luma[:-1]).mean(axis=(1, 2))
@@ -145,8 +151,9 @@ def find_accents(
     motion_k: float = 3.0,
 ) -> list[Accent]:
     """Cuts (strength 1) and motion peaks (strength relative to the strongest) with exact times."""
-    cuts = detect_cuts(frames, threshold=cut_threshold, forced=forced_cuts)
-    motion = motion_curve(frames, cuts)
+    small = thumbnails(frames)  # one 32×32 copy serves cuts and motion
+    cuts = detect_cuts(small, threshold=cut_threshold, forced=forced_cuts)
+    motion = motion_curve(small, cuts)
     peaks = motion_peaks(motion, k=motion_k)
     top = max((h for _, h in peaks), default=1.0) or 1.0
     out = [Accent(i, times[i], 1.0, "cut") for i in cuts]

@@ -1,0 +1,296 @@
+"""The main job: a Timeline and options → stems that land on the cuts.
+
+Stages (each timed, each reported through ``progress(stage, fraction)``):
+
+``decode`` frames at 10 fps → ``analysis`` cuts (segment boundaries always) and motion peaks →
+``plan`` the beat grid (:mod:`muvi.sync`) → ``encode`` visual tokens → ``sampling`` window by
+window (16 bars, 4 bars overlap: each window after the first gets the end of the previous one
+as its in-context prompt, the first one the user's prompt) → ``notes`` (decode, transpose from
+the model's common tonic to the key, snap to the scale) → ``render`` (FluidSynth per stem) →
+``write`` (Broadcast-WAV stems + mix, MIDI, beats.json, report.json, roll.png, preview.mp4).
+
+Everything is written to a staging folder and moved into the output folder only when all
+succeeded: a failed or cancelled run leaves nothing there. Same seed + same options → the same
+notes and the same audio.
+"""
+
+from __future__ import annotations
+
+
+import json
+import logging
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from muvi.analysis import thumbnails, energy_curve, find_accents, motion_curve
+from muvi.backend import Backend, TorchBackend
+from muvi.errors import Cancelled, InvalidInputError
+from muvi.flow import guided_velocity, sample
+from muvi.metrics import accent_hit_rate, musicality
+from muvi.music.keys import Key, estimate_key, snap_to_scale, transpose
+from muvi.music.midi import write_midi, write_stem_midis
+from muvi.music.plot import plot_score
+from muvi.music.score import Score
+from muvi.music.styles import STYLES
+from muvi.nn.adaptor import grid_positions
+from muvi.nn.encoders import load_encoder
+from muvi.nn.model import MuVi
+from muvi.prompt import continuation_prompt, load_prompt, prompt_tokens
+from muvi.render import LoudnessOptions, SynthOptions, render_score, write_preview, write_stems
+from muvi.sync import PlanAccent, accent_report, plan_beats
+from muvi.timeline import Timeline
+from muvi.video import check_timeline, decode_timeline
+
+__all__ = ["GenerateOptions", "GenerationResult", "Generator", "STAGES"]
+
+log = logging.getLogger(__name__)
+STAGES = ("decode", "analysis", "plan", "encode", "sampling", "notes", "render", "write")
+FPS = Fraction(10)
+ALL_STEMS = ("drums", "bass", "chords", "melody")
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    style: str | None = None
+    mood: str | None = None
+    key: str | None = None  # e.g. "A minor"; None: chosen from the seed
+    bpm: float | None = None  # pin the tempo
+    meter: int = 4  # beats per bar (3 or 4)
+    stems: tuple[str, ...] = ALL_STEMS
+    seed: int = 0
+    steps: int = 25
+    cfg: float | None = None  # None: the checkpoint's default
+    sampler: str = "euler"
+    prompt: Path | None = None  # MIDI or audio
+    loudness_lufs: float | None = -16.0
+    preview: bool = True
+    window_bars: int = 16
+    overlap_bars: int = 4
+    soundfont: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.style is not None and self.style not in STYLES:
+            raise InvalidInputError(f"unknown style {self.style!r}; choose from {', '.join(STYLES)}")
+        if self.bpm is not None and not 40 <= self.bpm <= 240:
+            raise InvalidInputError(f"--bpm must be between 40 and 240, got {self.bpm}")
+        if self.meter not in (3, 4):
+            raise InvalidInputError(f"--meter must be 3 or 4, got {self.meter}")
+        if self.cfg is not None and not 0.0 <= self.cfg <= 15.0:
+            raise InvalidInputError(f"--cfg must be between 0 and 15, got {self.cfg}")
+        if not 1 <= self.steps <= 200:
+            raise InvalidInputError(f"--steps must be between 1 and 200, got {self.steps}")
+        bad = [s for s in self.stems if s not in ALL_STEMS]
+        if bad or not self.stems:
+            raise InvalidInputError(f"--stems must be a subset of {', '.join(ALL_STEMS)}, got {', '.join(self.stems)}")
+        if not 0 < self.overlap_bars < self.window_bars:
+            raise InvalidInputError("overlap must be shorter than the window")
+        if self.key is not None:
+            Key.parse(self.key)
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    out_dir: Path
+    files: dict[str, Path]
+    score: Score
+    report: dict[str, Any] = field(repr=False)
+
+
+class Generator:
+    """Generates music for timelines with one model on one backend."""
+
+    def __init__(self, model: MuVi, *, backend: Backend | None = None, meta: dict[str, Any] | None = None) -> None:
+        self.model = model.eval()
+        self.backend = backend or TorchBackend(model)
+        self.meta = meta or {}
+        enc_cfg = {k: v for k, v in model.config.encoder.items() if k not in ("dim", "n_tokens")}
+        self.encoder = load_encoder(**enc_cfg)
+
+    @classmethod
+    def from_weights(cls, weights: Path | str, *, backend: Backend | None = None, device: str = "cpu") -> "Generator":
+        from muvi.weights import load_checkpoint
+
+        model, meta = load_checkpoint(weights, device=device)
+        return cls(model, backend=backend or TorchBackend(model, device), meta=meta)
+
+    def generate(
+        self,
+        timeline: Timeline,
+        options: GenerateOptions,
+        out_dir: Path | str,
+        *,
+        progress: Callable[[str, float], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> GenerationResult:
+        out_dir = Path(out_dir)
+        stage_t: dict[str, float] = {}
+        prog = progress or (lambda s, f: None)
+
+        def checkpoint(stage: str) -> None:
+            if should_stop is not None and should_stop():
+                raise Cancelled(f"cancelled before {stage}")
+
+        t = time.perf_counter()
+        check_timeline(timeline)
+        checkpoint("decode")
+        frames = decode_timeline(timeline, fps=FPS, size=(224, 224), progress=lambda f: prog("decode", f))
+        stage_t["decode"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        t0 = timeline.start.seconds
+        rel = [ft - t0 for ft in frames.times]
+        small = thumbnails(frames.images)  # one 32×32 copy for cuts, motion and energy
+        accents = find_accents(small, rel, forced_cuts=frames.cut_indices)
+        motion = motion_curve(small, [a.index for a in accents if a.kind == "cut"])
+        energy = energy_curve(motion, float(FPS))
+        stage_t["analysis"] = time.perf_counter() - t
+        prog("analysis", 1.0)
+
+        t = time.perf_counter()
+        duration = timeline.duration.seconds
+        style = options.style
+        rng = np.random.default_rng(options.seed)
+        if style is None:  # pick from the picture: more energy, faster styles
+            style = ["ambient", "cinematic", "folk", "pop", "electronic"][min(4, int(float(energy.mean()) * 5))]
+        plan = plan_beats(
+            [PlanAccent(a.time, a.strength, a.kind) for a in accents], duration=duration,
+            tolerance=timeline.rate.seconds(1), bpm_range=tuple(float(x) for x in STYLES[style].tempo),
+            bpm=options.bpm, beats_per_bar=options.meter,
+        )
+        tempo = plan.tempo
+        stage_t["plan"] = time.perf_counter() - t
+        prog("plan", 1.0)
+
+        checkpoint("encode")
+        t = time.perf_counter()
+        patches = self.encoder.encode(frames.images)[0]  # (Tf, P, D)
+        stage_t["encode"] = time.perf_counter() - t
+
+        spec = self.model.config.roll
+        spb = spec.steps_per_beat
+        bar = spb * options.meter
+        n_steps = math.ceil(tempo.beat_at(duration) * spb / bar) * bar
+        positions = torch.from_numpy(grid_positions(tempo, n_steps, steps_per_beat=spb, fps=FPS, n_frames=len(frames)))
+        cfg = options.cfg if options.cfg is not None else float(self.meta.get("recipe", {}).get("default_cfg", 3.0))
+        style_i = torch.tensor([self.model.config.style_index(style)])
+        mood_i = torch.tensor([self.model.config.mood_index(options.mood)])
+        user_prompt = load_prompt(options.prompt, steps_per_beat=spb) if options.prompt else None
+
+        t_cond = 0.0
+        t = time.perf_counter()
+        win, ov = options.window_bars * bar, options.overlap_bars * bar
+        tokens = np.zeros((n_steps, spec.token_dim), np.float32)
+        starts = list(range(0, max(1, n_steps - ov), win - ov)) or [0]
+        prev: np.ndarray | None = None
+        for k, s0 in enumerate(starts):
+            s1 = min(n_steps, s0 + win)
+            n = s1 - s0
+            tc = time.perf_counter()
+            pos = positions[s0:s1][None]
+            cond = self.backend.condition(patches[None], pos, style_i, mood_i, torch.tensor([False]))
+            unc = self.backend.condition(patches[None], pos, style_i, mood_i, torch.tensor([True]))
+            t_cond += time.perf_counter() - tc
+            if k == 0 and user_prompt is not None:
+                ptok, pmask = prompt_tokens(user_prompt.notes, spec, n_steps=n, prefix_steps=min(n // 2, 4 * bar))
+            elif prev is not None:
+                ptok, pmask = continuation_prompt(prev, overlap_steps=min(ov, n // 2), n_steps=n)
+            else:
+                ptok, pmask = np.zeros((n, spec.token_dim), np.float32), np.zeros((n, 1), np.float32)
+            prompt, mask = torch.from_numpy(ptok)[None], torch.from_numpy(pmask)[None]
+            fn = guided_velocity(self.backend.velocity, cond=cond, uncond=unc, scale=cfg, prompt=prompt, prompt_mask=mask)
+            noise = torch.randn(1, n, spec.token_dim, generator=torch.Generator().manual_seed(options.seed * 1000 + k))
+
+            def step_progress(i: int, total: int, k: int = k) -> None:
+                prog("sampling", (k + i / total) / len(starts))
+
+            out = sample(fn, noise, steps=options.steps, method=options.sampler, prompt=prompt, prompt_mask=mask,
+                         progress=step_progress, should_stop=should_stop)[0].numpy()
+            keep = 0 if k == 0 else int(pmask.sum())
+            tokens[s0 + keep : s1] = out[keep:]
+            prev = out
+        stage_t["adaptor"] = t_cond
+        stage_t["sampling"] = time.perf_counter() - t - t_cond
+
+        t = time.perf_counter()
+        notes = [n for n in spec.decode(spec.from_tokens(tokens)) if n.stem in options.stems]
+        gen_key = estimate_key([n for n in notes if n.stem != "drums"])
+        mode = gen_key.mode if gen_key is not None and gen_key.tonic == 0 else "major"
+        key = Key.parse(options.key) if options.key else Key(int(rng.integers(12)), mode)
+        shift = key.tonic if key.tonic <= 6 else key.tonic - 12
+        notes = snap_to_scale(transpose(notes, shift), key)
+        programs = {s: int(STYLES[style].programs[s][0]) for s in ("bass", "chords", "melody") if s in STYLES[style].programs}
+        score = Score(tuple(notes), tempo, n_steps, spb, programs, key=key.name, style=style)
+        stage_t["notes"] = time.perf_counter() - t
+        prog("notes", 1.0)
+
+        checkpoint("render")
+        t = time.perf_counter()
+        start_sample, n_samples = timeline.sample_range()
+        audio = render_score(score, options=SynthOptions(soundfont=options.soundfont), stems=list(options.stems),
+                             n_samples=n_samples)
+        stage_t["render"] = time.perf_counter() - t
+        prog("render", 1.0)
+
+        checkpoint("write")
+        t = time.perf_counter()
+        beats = tempo.beat_times(duration)
+        hits = accent_hit_rate([a.time for a in accents if a.kind == "cut"], beats, frame_rate=timeline.rate.fraction)
+        acc_report = accent_report(plan, [PlanAccent(a.time, a.strength, a.kind) for a in accents], timeline.rate.seconds(1))
+        report = {
+            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+            "style": style, "key": key.name, "cfg": cfg, "seed": options.seed, "backend": self.backend.name,
+            "weights": self.meta.get("recipe", {}).get("out"), "timeline": {
+                "rate": str(timeline.rate), "start_frame": timeline.start.value, "frames": timeline.duration.value,
+                "segments": len(timeline.segments), "time_reference_samples": start_sample, "samples": n_samples},
+            "tempo": {"bpm": plan.bpm, "changes": len(tempo.changes) - 1, "beats_per_bar": tempo.beats_per_bar},
+            "accent_hit_rate_cuts": hits, "accent_hit_rate_all": plan.hit_rate,
+            "musicality": musicality(score, key=key, stems=list(options.stems)),
+        }
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+        try:
+            files: dict[str, Path] = {}
+            stem_files = write_stems(staging, audio, timeline=timeline, loudness=LoudnessOptions(target_lufs=options.loudness_lufs),
+                                     description=f"muvi {style} {key.name}",
+                                     origination=None)
+            files.update({f"{k}.wav": v for k, v in stem_files.stems.items()}, **{"mix.wav": stem_files.mix})
+            files["stems.mid"] = write_midi(score, staging / "stems.mid", stems=list(options.stems))
+            files.update({f"{k}.mid": v for k, v in write_stem_midis(score, staging, stems=list(options.stems)).items()})
+            beats_json = {"tempo_map": tempo.to_json(), "timeline_start_seconds": float(t0),
+                          "beats": [float(b) for b in beats], "downbeats": [float(b) for b in tempo.downbeat_times(duration)],
+                          "accents": acc_report}
+            (staging / "beats.json").write_text(json.dumps(beats_json, indent=1))
+            files["beats.json"] = staging / "beats.json"
+            files["roll.png"] = plot_score(score, staging / "roll.png", accents=[a.time for a in accents],
+                                           hits=list(plan.hits), title=f"{style} {key.name} {plan.bpm:.1f} BPM")
+            if options.preview:
+                files["preview.mp4"] = write_preview(staging / "preview.mp4", timeline, stem_files_mix(staging))
+            stage_t["write"] = time.perf_counter() - t
+            report["timings_s"] = {k: round(v, 3) for k, v in stage_t.items()}
+            (staging / "report.json").write_text(json.dumps(report, indent=1, default=float))
+            files["report.json"] = staging / "report.json"
+            out_dir.mkdir(parents=True, exist_ok=True)
+            final = {}
+            for name, path in files.items():
+                dest = out_dir / path.name
+                path.replace(dest)
+                final[name] = dest
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        prog("write", 1.0)
+        return GenerationResult(out_dir, final, score, report)
+
+
+def stem_files_mix(folder: Path) -> np.ndarray:
+    """The mix just written (for the preview's audio track)."""
+    from muvi.bwf import read_bwf
+
+    return read_bwf(folder / "mix.wav").audio

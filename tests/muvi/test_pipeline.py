@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from muvi.bwf import read_bwf
+from muvi.errors import Cancelled, InvalidInputError, MediaRangeError
+from muvi.media_gen import write_shot_clip
+from muvi.music.midi import read_midi
+from muvi.pipeline import GenerateOptions, Generator
+from muvi.timeline import Rate, RationalTime, Segment, Timeline, TimeRange
+from tests.muvi.nn.test_model_weights_prompt import tiny_model
+
+R = Rate(25)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_shot_clip(tmp_path_factory.mktemp("pipe") / "cuts.mp4", shots=[50, 60, 45, 70], rate=R,
+                           size=(160, 96)).path
+
+
+@pytest.fixture(scope="module")
+def generator() -> Generator:
+    return Generator(tiny_model())
+
+
+def _timeline(clip: Path, start: int = 90000) -> Timeline:
+    return Timeline(R, (
+        Segment(clip, TimeRange.from_frames(0, 110, R), RationalTime(start, R)),
+        Segment(clip, TimeRange.from_frames(110, 115, R), RationalTime(start + 110, R)),
+    ))
+
+
+def test_generate_writes_every_output_frame_exact(clip: Path, generator: Generator, tmp_path: Path) -> None:
+    tl = _timeline(clip)
+    seen: list[str] = []
+    res = generator.generate(tl, GenerateOptions(style="rock", seed=3, steps=3), tmp_path / "out",
+                             progress=lambda s, f: seen.append(s))
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == sorted(["drums.wav", "bass.wav", "chords.wav", "melody.wav", "mix.wav", "stems.mid", "drums.mid",
+                            "bass.mid", "chords.mid", "melody.mid", "beats.json", "report.json", "roll.png", "preview.mp4"])
+    first, n = tl.sample_range()
+    for name in ("drums", "mix"):
+        b = read_bwf(tmp_path / "out" / f"{name}.wav")
+        assert b.audio.shape == (2, n) and b.bext.time_reference == first == 172_800_000
+    beats = json.loads((tmp_path / "out" / "beats.json").read_text())
+    cut_rows = [a for a in beats["accents"] if a["kind"] == "cut"]
+    assert cut_rows and all(a["hit"] for a in cut_rows)  # every cut on a beat (±1 frame)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["backend"] == "torch-cpu" and report["accent_hit_rate_cuts"] == 1.0
+    assert set(report["timings_s"]) >= {"decode", "analysis", "plan", "encode", "sampling", "render", "write"}
+    assert {"decode", "sampling", "render", "write"} <= set(seen)
+    assert read_midi(tmp_path / "out" / "stems.mid").tempo.beats_per_bar == 4
+
+
+def test_same_seed_same_music_other_seed_differs(clip: Path, generator: Generator, tmp_path: Path) -> None:
+    tl = _timeline(clip)
+    opts = GenerateOptions(style="pop", seed=5, steps=2, preview=False, key="D minor")
+    a = generator.generate(tl, opts, tmp_path / "a")
+    b = generator.generate(tl, opts, tmp_path / "b")
+    c = generator.generate(tl, GenerateOptions(style="pop", seed=6, steps=2, preview=False, key="D minor"), tmp_path / "c")
+    assert a.score.notes == b.score.notes and a.score.notes != c.score.notes
+    assert np.array_equal(read_bwf(tmp_path / "a" / "mix.wav").audio, read_bwf(tmp_path / "b" / "mix.wav").audio)
+    assert a.score.key == "D minor"
+
+
+def test_bad_input_and_cancel_leave_nothing(clip: Path, generator: Generator, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="--bpm"):
+        GenerateOptions(bpm=0)
+    with pytest.raises(InvalidInputError, match="unknown style"):
+        GenerateOptions(style="polka")
+    with pytest.raises(InvalidInputError, match="--cfg"):
+        GenerateOptions(cfg=-1)
+    past = Timeline(R, (Segment(clip, TimeRange.from_frames(200, 100, R), RationalTime(0, R)),))
+    with pytest.raises(MediaRangeError):
+        generator.generate(past, GenerateOptions(steps=2), tmp_path / "x")
+    calls = iter(range(1000))
+    with pytest.raises(Cancelled):
+        generator.generate(_timeline(clip), GenerateOptions(steps=4), tmp_path / "y", should_stop=lambda: next(calls) > 2)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
