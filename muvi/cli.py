@@ -167,9 +167,138 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_eval)
 
 
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "muvi-compact"
+BACKENDS = ("auto", "torch-cpu", "torch-cuda", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt")
+
+
+def parse_clip(spec: str) -> tuple[Path, str | None, str | None]:
+    """``clip.mp4``, ``clip.mp4@5-12.5`` (seconds) or ``clip.mp4@00:00:05:00-00:00:12:12`` (timecode)."""
+    path, sep, rng = spec.rpartition("@") if "@" in spec else (spec, "", "")
+    if not sep:
+        return Path(spec), None, None
+    a, dash, b = rng.partition("-")
+    if not dash or not a or not b:
+        from muvi.errors import InvalidInputError
+
+        raise InvalidInputError(f"{spec!r}: a range is written CLIP@IN-OUT (seconds like 5-12.5 or timecode)")
+    return Path(path), a, b
+
+
+def _clip_timeline(specs: list[str]):  # type: ignore[no-untyped-def]
+    from muvi.errors import InvalidInputError
+    from muvi.timeline import RationalTime, TimeRange, Timeline
+    from muvi.video import probe
+
+    clips = []
+    rate = None
+    for spec in specs:
+        path, a, b = parse_clip(spec)
+        info = probe(path)
+        rate = rate or info.rate
+        r = info.rate
+
+        def at(x: str) -> RationalTime:
+            return RationalTime.from_timecode(x, r) if ":" in x else RationalTime.from_seconds(x, r)
+
+        start = at(a) if a else RationalTime(0, r)
+        end = at(b) if b else RationalTime(r.frames(info.duration, "floor"), r)
+        if end.value <= start.value:
+            raise InvalidInputError(f"{spec!r}: the range is empty (out {end.value} ≤ in {start.value} frames)")
+        clips.append((path, TimeRange(start, end - start)))
+    return Timeline.sequential(clips, rate=rate)
+
+
+def _backend(name: str, model):  # type: ignore[no-untyped-def]
+    import torch
+
+    from muvi.backend import TorchBackend
+    from muvi.errors import InvalidInputError
+
+    if name == "auto":
+        name = "torch-cuda" if torch.cuda.is_available() else "torch-cpu"
+        log.info("backend auto: %s (the ONNX Runtime and TensorRT backends arrive with the engines)", name)
+    if name == "torch-cpu":
+        return TorchBackend(model, "cpu")
+    if name == "torch-cuda":
+        if not torch.cuda.is_available():
+            raise InvalidInputError("--backend torch-cuda: no CUDA GPU is visible")
+        return TorchBackend(model, "cuda")
+    raise InvalidInputError(f"--backend {name} is not available in this build yet (engines); use torch-cpu or torch-cuda")
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from muvi.errors import InvalidInputError
+    from muvi.pipeline import GenerateOptions, Generator
+    from muvi.weights import load_checkpoint
+
+    if bool(args.otio) == bool(args.videos):
+        raise InvalidInputError("give either VIDEO clips or --otio TIMELINE.otio")
+    if args.otio:
+        from muvi.otio_io import read_otio
+
+        timeline = read_otio(args.otio)
+    else:
+        timeline = _clip_timeline(args.videos)
+    weights = args.weights or DEFAULT_WEIGHTS
+    if not (Path(weights) / "config.json").is_file():
+        raise InvalidInputError(f"no model weights at {weights} (pass --weights DIR)")
+    options = GenerateOptions(
+        style=args.style, mood=args.mood, key=args.key, bpm=args.bpm, meter=args.meter,
+        stems=tuple(s.strip() for s in args.stems.split(",") if s.strip()), seed=args.seed, steps=args.steps,
+        cfg=args.cfg, prompt=args.prompt, loudness_lufs=args.loudness, preview=not args.no_preview,
+        soundfont=args.soundfont,
+    )
+    model, meta = load_checkpoint(weights)
+    generator = Generator(model, backend=_backend(args.backend, model), meta=meta)
+    bar = tqdm(total=100, desc="generate", bar_format="{desc:<18}{percentage:3.0f}%|{bar}| {elapsed}", disable=args.quiet)
+    weights_of = {"decode": 15, "analysis": 5, "plan": 2, "encode": 3, "sampling": 55, "notes": 2, "render": 10, "write": 8}
+    done: dict[str, float] = {}
+
+    def progress(stage: str, fraction: float) -> None:
+        done[stage] = fraction
+        bar.set_description(f"generate: {stage}")
+        bar.n = round(sum(weights_of.get(k, 0) * v for k, v in done.items()))
+        bar.refresh()
+
+    result = generator.generate(timeline, options, args.out, progress=progress)
+    bar.close()
+    r = result.report
+    print(f"{r['style']} in {r['key']} at {r['tempo']['bpm']:.1f} BPM; cuts on beats: "
+          f"{100 * r['accent_hit_rate_cuts']:.0f}%  ({r['backend']})")
+    for name, path in result.files.items():
+        print(f"  {name:<12} {path}")
+    return 0
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="music for video clips or an OTIO timeline: stems, MIDI, beats, preview")
+    p.add_argument("videos", nargs="*", metavar="VIDEO[@IN-OUT]", help="clips in order; IN-OUT in seconds or timecode")
+    p.add_argument("--otio", type=Path, default=None, metavar="TIMELINE.otio")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("--weights", type=Path, default=None, metavar="DIR", help="default: the shipped weights")
+    p.add_argument("--style", default=None)
+    p.add_argument("--mood", default=None)
+    p.add_argument("--key", default=None, help="e.g. 'A minor' (default: chosen from the seed)")
+    p.add_argument("--bpm", type=float, default=None, help="pin the tempo")
+    p.add_argument("--meter", type=int, default=4, choices=[3, 4])
+    p.add_argument("--stems", default="drums,bass,chords,melody")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=25, help="sampler steps")
+    p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's)")
+    p.add_argument("--prompt", type=Path, default=None, metavar="FILE", help="MIDI or audio to continue from")
+    p.add_argument("--loudness", type=float, default=-16.0, metavar="LUFS")
+    p.add_argument("--no-preview", action="store_true")
+    p.add_argument("--soundfont", type=Path, default=None)
+    p.add_argument("--backend", default="auto", choices=BACKENDS)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_generate)
+
+
 # each command registers its parser here
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_probe, _add_corpus, _add_plot_roll, _add_render, _add_train, _add_eval,
+    _add_probe, _add_corpus, _add_plot_roll, _add_render, _add_train, _add_eval, _add_generate,
 ]
 
 

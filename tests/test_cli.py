@@ -48,3 +48,24 @@ def test_corpus_build_render_and_plot_commands(tmp_path: Path, capsys: pytest.Ca
     names = sorted(p.name for p in (tmp_path / "r").iterdir())
     assert "mix.wav" in names and "melody.wav" in names and "melody.mid" in names
     assert main(["render", str(tmp_path / "none.mid"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_generate_command_and_clip_specs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from muvi.cli import parse_clip
+    from muvi.media_gen import write_shot_clip
+    from muvi.timeline import Rate
+    from muvi.weights import save_checkpoint
+    from tests.muvi.nn.test_model_weights_prompt import tiny_model
+
+    assert parse_clip("a.mp4") == (Path("a.mp4"), None, None)
+    assert parse_clip("dir@x/a.mp4@1.5-4") == (Path("dir@x/a.mp4"), "1.5", "4")
+    clip = write_shot_clip(tmp_path / "c.mp4", shots=[40, 40], rate=Rate(25)).path
+    save_checkpoint(tmp_path / "w", tiny_model())
+    code = main(["generate", f"{clip}@0.4-3", "--out", str(tmp_path / "out"), "--weights", str(tmp_path / "w"),
+                 "--steps", "2", "--no-preview", "--quiet", "--key", "E minor", "--stems", "drums,bass"])
+    assert code == 0 and "cuts on beats" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.wav")) == ["bass.wav", "drums.wav", "mix.wav"]
+    assert main(["generate", f"{clip}@3-1", "--out", str(tmp_path / "bad"), "--weights", str(tmp_path / "w")]) == 2
+    assert main(["generate", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "bad"), "--weights", str(tmp_path / "w")]) == 2
+    assert main(["generate", str(clip), "--out", str(tmp_path / "bad"), "--weights", str(tmp_path / "w"), "--bpm", "0"]) == 2
+    assert not (tmp_path / "bad").exists()
