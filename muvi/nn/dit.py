@@ -5,6 +5,12 @@ into the conditioning once per generation; ``velocity(x_t, t, cond_tokens, cond_
 prompt_mask)`` is one network evaluation per sampler step — the ``dit_step`` engine. Both are
 pure tensor functions with no Python branching on tensor values.
 
+The network predicts the clean roll x̂₁ and the velocity follows from it,
+``v = (x̂₁ − x_t)/(1 − t)``. Measured on corpus windows, predicting the velocity directly
+stalled at the loss of "silence, but no denoising" (the 372 token channels must pass almost
+unchanged through the trunk to cancel the noise), while predicting x̂₁ denoised 4× better for
+the same training steps; training uses a note-weighted loss on x̂₁ (see :mod:`muvi.flow`).
+
 Conditioning: frame-aligned visual features are added to the tokens; the pooled visual vector
 plus style and mood embeddings plus the timestep embedding drive adaLN-Zero in every block.
 Dropping the condition (for classifier-free guidance) swaps in learned null features and the
@@ -20,7 +26,10 @@ from torch import nn
 from muvi.nn.layers import DiTBlock, modulate, rope_tables, timestep_embedding
 from muvi.nn.presets import DiTConfig
 
-__all__ = ["MuViDiT"]
+__all__ = ["MuViDiT", "MIN_REMAINING"]
+
+# v = (x̂₁ − x_t)/(1 − t) is bounded by never dividing by less than this (t ≤ 0.98 in effect)
+MIN_REMAINING = 0.02
 
 
 class MuViDiT(nn.Module):
@@ -71,6 +80,20 @@ class MuViDiT(nn.Module):
         prompt: torch.Tensor,  # (B, T, F) clean prompt roll (0 where no prompt)
         prompt_mask: torch.Tensor,  # (B, T, 1) 1 where the prompt is given
     ) -> torch.Tensor:
+        """The flow velocity, from the predicted clean roll: ``v = (x̂₁ − x_t) / (1 − t)``."""
+        x1 = self.predict_clean(x_t, t, cond_tokens, cond_vec, prompt, prompt_mask)
+        return (x1 - x_t) / (1.0 - t).clamp(min=MIN_REMAINING)[:, None, None]
+
+    def predict_clean(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        cond_tokens: torch.Tensor,
+        cond_vec: torch.Tensor,
+        prompt: torch.Tensor,
+        prompt_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """The network itself: the clean roll x̂₁ (B, T, F) estimated from x_t."""
         h = self.in_proj(torch.cat([x_t, prompt * prompt_mask, prompt_mask], dim=-1)) + cond_tokens  # (B, T, W)
         c = self.t_mlp(timestep_embedding(t, self.config.width)) + cond_vec  # (B, W)
         cos, sin = rope_tables(h.shape[1], self.config.head_dim, self.config.rope_base, h.device)

@@ -172,8 +172,8 @@ class _StageLoss(nn.Module):
             drop = condition_dropout(b, s.cfg_dropout, generator=gen).to(dev)
             cond = m.condition(batch["patches"], batch["positions"], batch["style"], batch["mood"], drop)
         x_t = interpolate(tokens, noise, tt)
-        v = m.dit.velocity(x_t, tt, cond[0], cond[1], tokens, pmask)
-        loss = flow_loss(v, tokens, noise, valid * (1.0 - pmask))
+        x1 = m.dit.predict_clean(x_t, tt, cond[0], cond[1], tokens, pmask)
+        loss = flow_loss(x1, tokens, valid * (1.0 - pmask))
         return loss, {}
 
 

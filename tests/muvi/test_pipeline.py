@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,7 @@ def _timeline(clip: Path, start: int = 90000) -> Timeline:
 def test_generate_writes_every_output_frame_exact(clip: Path, generator: Generator, tmp_path: Path) -> None:
     tl = _timeline(clip)
     seen: list[str] = []
-    res = generator.generate(tl, GenerateOptions(style="rock", seed=3, steps=3), tmp_path / "out",
+    generator.generate(tl, GenerateOptions(style="rock", seed=3, steps=3), tmp_path / "out",
                              progress=lambda s, f: seen.append(s))
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == sorted(["drums.wav", "bass.wav", "chords.wav", "melody.wav", "mix.wav", "stems.mid", "drums.mid",

@@ -14,7 +14,7 @@ from muvi.flow import (
     random_prompt_mask,
     sample,
 )
-from muvi.nn.dit import MuViDiT
+from muvi.nn.dit import MIN_REMAINING, MuViDiT
 from muvi.nn.presets import PRESETS, preset
 
 
@@ -46,8 +46,11 @@ def test_velocity_shapes_any_length_and_zero_init() -> None:
     fresh = MuViDiT(preset("tiny"), token_dim=24, cond_dim=64)
     x, t, vis, pooled, style, mood = _inputs(2, 33)
     tok, vec = fresh.prepare(vis, pooled, style, mood, torch.zeros(2, dtype=torch.bool))
-    out = fresh.velocity(x, t, tok, vec, torch.zeros_like(x), torch.zeros(2, 33, 1))
-    assert out.shape == (2, 33, 24) and torch.count_nonzero(out) == 0  # adaLN-Zero + zero output layer
+    clean = fresh.predict_clean(x, t, tok, vec, torch.zeros_like(x), torch.zeros(2, 33, 1))
+    assert clean.shape == (2, 33, 24) and torch.count_nonzero(clean) == 0  # adaLN-Zero + zero output layer
+    v = fresh.velocity(x, t, tok, vec, torch.zeros_like(x), torch.zeros(2, 33, 1))
+    remaining = (1 - t).clamp(min=MIN_REMAINING)[:, None, None]
+    assert torch.allclose(v, (clean - x) / remaining)  # v follows from the clean estimate
     dit = _dit()
     for n in (16, 100, 256):
         x, t, vis, pooled, style, mood = _inputs(1, n)
@@ -71,12 +74,16 @@ def test_loss_time_sampling_and_dropout_are_reproducible() -> None:
     t1, t2 = logit_normal_t(1000, generator=g1), logit_normal_t(1000, generator=g2)
     assert torch.equal(t1, t2) and 0 < t1.min() and t1.max() < 1 and abs(t1.mean() - 0.5) < 0.03
     data, noise = torch.randn(2, 8, 4), torch.randn(2, 8, 4)
-    assert flow_loss(data - noise, data, noise) == 0
+    assert flow_loss(data, data) == 0
     mask = torch.zeros(2, 8, 1)
     mask[:, 4:] = 1
-    wrong = data - noise
+    wrong = data.clone()
     wrong[:, :4] += 100  # errors only where the loss is masked out
-    assert flow_loss(wrong, data, noise, mask) == 0
+    assert flow_loss(wrong, data, mask) == 0
+    on = torch.full((1, 1, 2), -1.0)
+    on[0, 0, 1] = 1.0  # one note cell, one silent cell, the same error on both
+    per_cell = flow_loss(on + 0.5, on, note_weight=8.0) * 2
+    assert per_cell == pytest.approx(0.25 * (1 + 9))
     assert torch.allclose(interpolate(data, noise, torch.tensor([0.0, 1.0]))[1], data[1])
     d = condition_dropout(10000, 0.1, generator=torch.Generator().manual_seed(0))
     assert 0.08 < d.float().mean() < 0.12
