@@ -1,9 +1,9 @@
 """Visual accents from sampled frames: hard cuts, motion peaks, an energy curve.
 
 - **Cuts**: the colour-histogram distance between consecutive frames (4×4×4 RGB bins,
-  half-L1, in [0, 1]) is a candidate where it is high and a local maximum. Flashes are
-  rejected twice over on brightness-normalised histograms: a change that is only brightness is
-  no cut, and a picture that comes back within three frames was a flash. Fast motion moves
+  half-L1, in [0, 1]) is a candidate where it is high and a local maximum. A flash is
+  rejected when the brightness-normalised picture comes back within three frames; a change that
+  persists is a cut, even between two shots of the same hue. Fast motion moves
   pixels but hardly changes the colour histogram, so it does not trigger. Segment
   boundaries of a timeline are always cuts (pass them as ``forced``).
 - **Motion**: mean absolute luma change between consecutive frames at 32×32; the value at a
@@ -89,6 +89,7 @@ def detect_cuts(
         return sorted(set(i for i in forced if 0 < i < n))
     h = _histograms(frames)
     hn = _histograms(frames, normalise=True)
+    luma = thumbnails(frames).mean(axis=(1, 2, 3))  # (T,) mean brightness
     d = np.zeros(n, np.float32)
     d[1:] = 0.5 * np.abs(h[1:] - h[:-1]).sum(axis=1)
 
@@ -96,15 +97,30 @@ def detect_cuts(
         return float(0.5 * np.abs(hn[a] - hn[b]).sum())
 
     cuts = set(i for i in forced if 0 < i < n)
-    for i in range(1, n):
-        if d[i] < threshold or (i + 1 < n and d[i + 1] > d[i]) or d[i - 1] > d[i]:
+    i = 1
+    while i < n:
+        if d[i] < threshold:
+            i += 1
             continue
-        if dist(i - 1, i) < 0.5 * threshold:
-            continue  # only the brightness changed: a flash or a light change, not a new shot
-        # a flash: the picture returns to what it was before within three frames
-        if any(dist(i - 1, j) < 0.5 * threshold for j in range(i + 1, min(n, i + 4))):
-            continue
-        cuts.add(i)
+        j = i  # a run of big changes i..j (a flash on a cut gives two in a row): one event
+        while j + 1 < n and d[j + 1] >= threshold:
+            j += 1
+        after = list(range(j + 1, min(n, j + 4)))
+        if not after:
+            break  # a change on the very last frames cannot be told from a flash
+        # a flash: brightness jumps and falls back toward where it was, and at the frame nearest
+        # the old brightness the picture is the old one; a change that persists is a cut, even
+        # between two shots of the same hue and different brightness
+        peak = max(range(i, j + 1), key=lambda k: abs(luma[k] - luma[i - 1]))
+        jump = luma[peak] - luma[i - 1]
+        k = min(after, key=lambda x: abs(luma[x] - luma[i - 1]))
+        decays = abs(jump) > 1e-6 and abs(luma[k] - luma[i - 1]) < 0.6 * abs(jump)
+        raw = float(0.5 * np.abs(h[k] - h[i - 1]).sum())
+        flash = decays and dist(i - 1, k) < threshold and raw < 2 * threshold
+        same_picture = dist(i - 1, k) < 0.5 * threshold and abs(luma[k] - luma[i - 1]) < 0.15 * max(float(luma[i - 1]), 8.0)
+        if not (flash or same_picture):
+            cuts.add(i)
+        i = j + 1
     return sorted(cuts)
 
 

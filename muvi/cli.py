@@ -296,9 +296,37 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_generate)
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from muvi.media_gen import write_demo_clip
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    clip = out / "demo_clip.mp4"
+    if not clip.is_file():
+        print(f"making the demonstration clip {clip} (20 s, 6 cuts, a bouncing ball)")
+        write_demo_clip(clip)
+    gen = ["generate", str(clip), "--out", str(out / "result"), "--style", args.style, "--seed", str(args.seed)]
+    if args.weights:
+        gen += ["--weights", str(args.weights)]
+    code = main(gen)
+    if code == 0:
+        print(f"\ndemo done: listen to {out / 'result' / 'preview.mp4'} (picture + mix), look at "
+              f"{out / 'result' / 'roll.png'}; stems and MIDI are in {out / 'result'}")
+    return code
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="make the bundled demonstration clip and generate music for it")
+    p.add_argument("--out", type=Path, default=Path("out/demo"))
+    p.add_argument("--weights", type=Path, default=None)
+    p.add_argument("--style", default="pop")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
+
+
 # each command registers its parser here
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_probe, _add_corpus, _add_plot_roll, _add_render, _add_train, _add_eval, _add_generate,
+    _add_probe, _add_corpus, _add_plot_roll, _add_render, _add_train, _add_eval, _add_generate, _add_demo,
 ]
 
 

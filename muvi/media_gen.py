@@ -18,7 +18,8 @@ import numpy as np
 from muvi.fileio import atomic_path
 from muvi.timeline import Rate
 
-__all__ = ["CODE_BITS", "frame_code_image", "read_frame_code", "write_video", "ShotClip", "write_shot_clip"]
+__all__ = ["CODE_BITS", "frame_code_image", "read_frame_code", "write_video", "ShotClip", "write_shot_clip",
+           "write_demo_clip", "DEMO_CUTS"]
 
 CODE_BITS = 16
 _CODE_COLS = 8
@@ -173,3 +174,45 @@ def write_shot_clip(
 
     write_video(path, gen(), rate=rate, codec=codec, **kwargs)  # type: ignore[arg-type]
     return ShotClip(Path(path), rate, total, starts)
+
+
+DEMO_CUTS = (2.9, 6.1, 8.4, 11.8, 14.0, 17.3)  # seconds: deliberately irregular
+
+
+def write_demo_clip(path: Path | str, *, seconds: float = 20.0, size: tuple[int, int] = (640, 360),
+                    rate: Rate = Rate(25)) -> ShotClip:
+    """The bundled demonstration clip: shots cut at :data:`DEMO_CUTS`, each with its own palette,
+    a grain texture panning at its own speed and a ball that bounces (motion accents)."""
+    w, h = size
+    total = int(round(seconds * float(rate)))
+    cut_frames = [int(round(c * float(rate))) for c in DEMO_CUTS if c < seconds]
+    starts = (0, *cut_frames)
+    rng = np.random.default_rng(2024)
+    grain = rng.integers(0, 40, size=(h + 64, w + 64), dtype=np.uint8)
+    palettes = rng.integers(30, 190, size=(len(starts), 3), dtype=np.uint8)
+    speeds = rng.uniform(0.5, 4.0, size=len(starts))
+    yy = np.arange(h)[:, None]
+    xx = np.arange(w)[None, :]
+
+    def frames() -> Iterable[np.ndarray]:
+        shot = 0
+        for i in range(total):
+            while shot + 1 < len(starts) and i >= starts[shot + 1]:
+                shot += 1
+            local = i - starts[shot]
+            off = int(local * speeds[shot]) % 64
+            img = np.empty((h, w, 3), np.uint8)
+            img[:] = palettes[shot]
+            img += grain[off : off + h, off : off + w, None]
+            # a ball bouncing on the floor: fast motion near each bounce
+            period = 12 + 4 * (shot % 3)
+            phase = (local % period) / period
+            by = int(h * 0.25 + (h * 0.55) * (1 - (2 * phase - 1) ** 2))
+            bx = int((w * 0.1 + local * 7 * speeds[shot]) % (w * 0.8) + w * 0.1)
+            r = max(6, h // 12)
+            mask = (yy - by) ** 2 + (xx - bx) ** 2 < r * r
+            img[mask] = 255 - palettes[shot]
+            yield img
+
+    write_video(path, frames(), rate=rate, codec="h264")
+    return ShotClip(Path(path), rate, total, tuple(int(s) for s in starts))
