@@ -403,6 +403,11 @@ class Trainer:
                 print(f"[{stage.name}] stopped after {len(losses)} steps at step {step + 1}; run again to resume")
             return {"stage": stage.name, "stopped": True, "at_step": step + 1}
         self._save(model, None, si + 1, 0)  # stage done: the next one starts fresh
+        if self.main:  # keep each stage's weights (baselines for `muvi eval`)
+            from muvi.weights import save_checkpoint
+
+            save_checkpoint(self.out / "stages" / stage.name, model, recipe=self._recipe(),
+                            data_manifest_sha256=self.manifest_sha)
         self._barrier()
         summary = {"stage": stage.name, "steps": stage.steps, "trained_steps": len(losses),
                    "final_loss": float(np.mean(losses[-max(1, len(losses) // 10):])) if losses else None,

@@ -147,6 +147,8 @@ def test_one_step_per_stage_trains_only_that_stage(corpus_dir: Path, tmp_path: P
     rows = (tmp_path / "run" / "train_log.csv").read_text().splitlines()
     assert rows[0].startswith("stage,step,loss") and len(rows) == 4
     assert any((tmp_path / "run" / "tb").iterdir())
+    for stage in ("pretrain", "contrastive", "conditional"):  # per-stage weights for baselines
+        assert (tmp_path / "run" / "stages" / stage / "config.json").is_file()
 
 
 def test_resume_continues_exactly(corpus_dir: Path, tmp_path: Path) -> None:
