@@ -123,7 +123,8 @@ def generate_for(model: MuVi, window: HeldOutWindow, *, cfg: float, steps: int, 
                          prompt=prompt, prompt_mask=mask)
     noise = torch.randn(1, n, spec.token_dim, generator=torch.Generator().manual_seed(seed))
     tokens = sample(fn, noise, steps=steps)[0]
-    notes = spec.decode(spec.from_tokens(tokens))
+    decoder = model.config.decode_spec
+    notes = decoder.decode(decoder.from_tokens(tokens))
     ref = window.score
     return Score(tuple(notes), ref.tempo, n, ref.steps_per_beat, ref.programs, ref.key, ref.style), tokens
 

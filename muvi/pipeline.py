@@ -221,7 +221,8 @@ class Generator:
         stage_t["sampling"] = time.perf_counter() - t - t_cond
 
         t = time.perf_counter()
-        notes = [n for n in spec.decode(spec.from_tokens(tokens)) if n.stem in options.stems]
+        decoder = self.model.config.decode_spec
+        notes = [n for n in decoder.decode(decoder.from_tokens(tokens)) if n.stem in options.stems]
         gen_key = estimate_key([n for n in notes if n.stem != "drums"])
         mode = gen_key.mode if gen_key is not None and gen_key.tonic == 0 else "major"
         key = Key.parse(options.key) if options.key else Key(int(rng.integers(12)), mode)

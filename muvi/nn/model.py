@@ -7,7 +7,7 @@ and the style/mood vocabularies.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -36,6 +36,15 @@ class ModelConfig:
     music_encoder: dict[str, int] = field(default_factory=lambda: {"width": 192, "depth": 2, "heads": 4, "out_dim": 128})
     styles: tuple[str, ...] = STYLE_TAGS
     moods: tuple[str, ...] = MOOD_TAGS
+    # The training loss weighs note cells 1 + note_weight (muvi.flow.flow_loss). It is part of
+    # what the output means: the predicted roll crosses 0 where a note is only 1/(2 + w) likely,
+    # so "more likely on than off" is x̂ > w / (w + 2); decode_spec decodes at that threshold.
+    note_weight: float = 8.0
+
+    @property
+    def decode_spec(self) -> RollSpec:
+        th = self.note_weight / (self.note_weight + 2.0)
+        return replace(self.roll, onset_threshold=th, sustain_threshold=th)
 
     def __post_init__(self) -> None:
         if len(self.styles) > self.dit.n_styles or len(self.moods) > self.dit.n_moods:
@@ -70,6 +79,7 @@ class ModelConfig:
         return cls(
             dit=DiTConfig.from_json(d["dit"]), roll=roll, encoder=dict(d["encoder"]), aggregation=d["aggregation"],
             music_encoder=dict(d["music_encoder"]), styles=tuple(d["styles"]), moods=tuple(d["moods"]),
+            note_weight=float(d.get("note_weight", 8.0)),
         )
 
 

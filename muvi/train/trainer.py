@@ -173,7 +173,7 @@ class _StageLoss(nn.Module):
             cond = m.condition(batch["patches"], batch["positions"], batch["style"], batch["mood"], drop)
         x_t = interpolate(tokens, noise, tt)
         x1 = m.dit.predict_clean(x_t, tt, cond[0], cond[1], tokens, pmask)
-        loss = flow_loss(x1, tokens, valid * (1.0 - pmask))
+        loss = flow_loss(x1, tokens, valid * (1.0 - pmask), note_weight=m.config.note_weight)
         return loss, {}
 
 

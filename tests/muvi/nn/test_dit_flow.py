@@ -127,3 +127,17 @@ def test_cfg_progress_cancel_and_prompt() -> None:
         sample(fn, torch.zeros(1, 4, 2), steps=5, should_stop=lambda: next(n) >= 2)
     with pytest.raises(InvalidInputError):
         sample(fn, torch.zeros(1, 4, 2), method="rk4")
+
+
+def test_decode_threshold_matches_the_weighted_loss() -> None:
+    from muvi.nn.model import ModelConfig
+
+    cfg = ModelConfig(dit=preset("tiny"), note_weight=8.0)
+    th = cfg.decode_spec.onset_threshold
+    assert th == pytest.approx(0.8) and cfg.decode_spec.sustain_threshold == th and cfg.roll.onset_threshold == 0.0
+    # a cell that is on half the time: the constant that minimises the weighted loss is the threshold
+    data = torch.tensor([1.0, -1.0]).reshape(1, 2, 1)
+    grid = torch.linspace(-1, 1, 2001)
+    losses = torch.stack([flow_loss(torch.full_like(data, float(c)), data, note_weight=8.0) for c in grid])
+    assert float(grid[int(losses.argmin())]) == pytest.approx(th, abs=1e-3)
+    assert ModelConfig.from_json(cfg.to_json()).note_weight == 8.0
