@@ -34,12 +34,20 @@ def bench_clip() -> ShotClip:
     lengths = np.floor(weights / weights.sum() * total).astype(int)
     lengths[-1] += total - lengths.sum()
     starts = tuple(int(x) for x in np.cumsum([0, *lengths[:-1]]))
-    path = CACHE / f"clip_{SECONDS}s_{SIZE[0]}x{SIZE[1]}_{RATE.num}fps_{CUTS}cuts.mp4"
+    path = CACHE / f"clip_{SECONDS}s_{SIZE[0]}x{SIZE[1]}_{RATE.num}fps_{CUTS}cuts_v2.mp4"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         w, h = SIZE
         grain = rng.integers(0, 48, size=(h + 256, w + 256), dtype=np.uint8)
-        palette = rng.integers(30, 200, size=(CUTS + 1, 3), dtype=np.uint8)
+        # every cut must be visible: consecutive shots get clearly different colours
+        palette = np.zeros((CUTS + 1, 3), np.uint8)
+        palette[0] = rng.integers(30, 200, 3)
+        for k in range(1, CUTS + 1):
+            while True:
+                cand = rng.integers(30, 200, 3)
+                if np.abs(cand.astype(int) - palette[k - 1]).sum() >= 150:
+                    palette[k] = cand
+                    break
 
         def frames():  # type: ignore[no-untyped-def]
             shot = 0

@@ -43,7 +43,7 @@ def main() -> None:
                                                         preview=not args.no_preview), Path(out) / "result")
         total = time.perf_counter() - t
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    cut_times = [c / clip.rate.fraction for c in clip.cut_frames]
+    cut_times = [c / clip.rate.fraction for c in clip.cut_frames]  # the exact cut instants
     beats = result.score.tempo.beat_times(tl.duration.seconds)
     tol = 1 / clip.rate.fraction
     hit = [min(abs(b - c) for b in beats) <= tol for c in cut_times]

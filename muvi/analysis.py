@@ -109,16 +109,20 @@ def detect_cuts(
         if not after:
             break  # a change on the very last frames cannot be told from a flash
         # a flash: brightness jumps and falls back toward where it was, and at the frame nearest
-        # the old brightness the picture is the old one; a change that persists is a cut, even
-        # between two shots of the same hue and different brightness
+        # the old brightness the picture is the old one. A hard change that persists is a cut,
+        # even between two shots of the same hue or of nearly the same colours
         peak = max(range(i, j + 1), key=lambda k: abs(luma[k] - luma[i - 1]))
         jump = luma[peak] - luma[i - 1]
         k = min(after, key=lambda x: abs(luma[x] - luma[i - 1]))
         decays = abs(jump) > 1e-6 and abs(luma[k] - luma[i - 1]) < 0.6 * abs(jump)
         raw = float(0.5 * np.abs(h[k] - h[i - 1]).sum())
         flash = decays and dist(i - 1, k) < threshold and raw < 2 * threshold
-        same_picture = dist(i - 1, k) < 0.5 * threshold and abs(luma[k] - luma[i - 1]) < 0.15 * max(float(luma[i - 1]), 8.0)
-        if not (flash or same_picture):
+        # the same colours in new proportions (objects moving or pulsing in one shot): a moderate
+        # change, brightness about the same, and the normalised picture the old one; a genuine
+        # cut, even between look-alike shots, moves nearly every pixel to other bins (d ≈ 1)
+        rearranged = (d[i] < 0.7 and dist(i - 1, k) < 0.5 * threshold
+                      and abs(luma[k] - luma[i - 1]) < 0.15 * max(float(luma[i - 1]), 8.0))
+        if not (flash or rearranged):
             cuts.add(i)
         i = j + 1
     return sorted(cuts)

@@ -26,14 +26,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from muvi.analysis import thumbnails, energy_curve, find_accents, motion_curve
+from muvi.analysis import Accent, energy_curve, find_accents, motion_curve, thumbnails
 from muvi.backend import Backend, TorchBackend
-from muvi.errors import Cancelled, InvalidInputError
+from muvi.errors import Cancelled, InvalidInputError, MuviError
 from muvi.flow import guided_velocity, sample
 from muvi.metrics import accent_hit_rate, musicality
 from muvi.music.keys import Key, estimate_key, snap_to_scale, transpose
@@ -47,7 +47,7 @@ from muvi.nn.model import MuVi
 from muvi.prompt import continuation_prompt, load_prompt, prompt_tokens
 from muvi.render import LoudnessOptions, SynthOptions, render_score, write_preview, write_stems
 from muvi.sync import PlanAccent, accent_report, plan_beats
-from muvi.timeline import Timeline
+from muvi.timeline import RationalTime, Segment, Timeline, TimeRange
 from muvi.video import check_timeline, decode_timeline
 
 __all__ = ["GenerateOptions", "GenerationResult", "Generator", "STAGES"]
@@ -150,6 +150,7 @@ class Generator:
         rel = [ft - t0 for ft in frames.times]
         small = thumbnails(frames.images)  # one 32×32 copy for cuts, motion and energy
         accents = find_accents(small, rel, forced_cuts=frames.cut_indices)
+        accents = refine_cut_times(timeline, accents, set(frames.cut_indices), frames.times)
         motion = motion_curve(small, [a.index for a in accents if a.kind == "cut"])
         energy = energy_curve(motion, float(FPS))
         stage_t["analysis"] = time.perf_counter() - t
@@ -288,6 +289,52 @@ class Generator:
             shutil.rmtree(staging, ignore_errors=True)
         prog("write", 1.0)
         return GenerationResult(out_dir, final, score, report)
+
+
+def refine_cut_times(timeline: Timeline, accents: list[Accent], exact: set[int], times: Sequence[Fraction]) -> list[Accent]:
+    """Detected cuts are known to the 10 fps sample that first shows the new shot — up to 100 ms
+    after the real cut. Each is moved to the exact timeline frame where the picture changes,
+    by decoding the few frames between the two samples around it. Cuts at segment boundaries
+    (``exact``) are exact already."""
+    from muvi.analysis import histogram_distance
+    from muvi.video import iter_frames
+
+    rate = timeline.rate
+    t0 = timeline.start.seconds
+    out = []
+    for a in accents:
+        if a.kind != "cut" or a.index in exact or a.index == 0:
+            out.append(a)
+            continue
+        lo, hi = times[a.index - 1], times[a.index]  # absolute record seconds
+        first, last = rate.frames(lo, "floor"), rate.frames(hi, "floor")
+        if last - first < 1:
+            out.append(a)
+            continue
+        try:
+            pics = [sf.image for sf in iter_frames(_window(timeline, first, last), fps=rate.fraction, size=(32, 32))]
+        except MuviError:
+            out.append(a)
+            continue
+        d = histogram_distance(np.stack(pics))
+        k = int(np.argmax(d[1:])) + 1 if len(pics) > 1 else 0
+        out.append(Accent(a.index, rate.seconds(first + k) - t0, a.strength, a.kind))
+    return out
+
+
+def _window(timeline: Timeline, first: int, last: int) -> Timeline:
+    """The part of ``timeline`` from record frame ``first`` to ``last`` inclusive."""
+    segs = []
+    for seg in timeline.segments:
+        a, b = max(first, seg.record_start.value), min(last + 1, seg.record.end.value)
+        if a >= b:
+            continue
+        offset = RationalTime(a - seg.record_start.value, timeline.rate).rescaled(seg.source.rate)
+        dur = RationalTime(b - a, timeline.rate).rescaled(seg.source.rate)
+        if dur.value < 1:
+            continue
+        segs.append(Segment(seg.media, TimeRange(seg.source.start + offset, dur), RationalTime(a, timeline.rate)))
+    return Timeline(timeline.rate, tuple(segs))
 
 
 def stem_files_mix(folder: Path) -> np.ndarray:

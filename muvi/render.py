@@ -260,11 +260,13 @@ def write_preview(
     path = Path(path)
     with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as out:
-            vs = out.add_stream("libx264", rate=timeline.rate.fraction, options={"preset": "veryfast", "crf": str(crf)})
+            # a quick look for the editor, not a deliverable: fastest encoder settings
+            vs = out.add_stream("libx264", rate=timeline.rate.fraction, options={"preset": "ultrafast", "crf": str(crf)})
             vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
             astream = out.add_stream("aac", rate=sample_rate, layout="stereo" if audio.shape[0] == 2 else "mono")
             fps = Fraction(timeline.rate.num, timeline.rate.den)
-            for sf in iter_frames(timeline, fps=fps, size=(w, h), fast=False):
+            # deblocking is skipped in decoding: invisible after scaling a source down to preview size
+            for sf in iter_frames(timeline, fps=fps, size=(w, h), fast=h < h0):
                 frame = av.VideoFrame.from_ndarray(sf.image, format="rgb24")
                 frame.pts = sf.index
                 for packet in vs.encode(frame):
