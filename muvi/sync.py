@@ -153,6 +153,18 @@ def plan_beats(
     )
 
 
+def _merge(changes: Sequence[TempoChange]) -> tuple[TempoChange, ...]:
+    """Tempo changes in beat order with later ones winning at the same beat and repeats of the
+    current tempo dropped."""
+    merged: list[TempoChange] = []
+    for c in changes:
+        if merged and merged[-1].beat == c.beat:
+            merged[-1] = c
+        elif not merged or merged[-1].seconds_per_beat != c.seconds_per_beat:
+            merged.append(c)
+    return tuple(merged)
+
+
 def _weight_hit(tempo: TempoMap, acc: Sequence[PlanAccent], tol: Fraction) -> float:
     return sum(a.weight for a, h in zip(acc, _hits(tempo, acc, tol)) if h)
 
@@ -184,14 +196,8 @@ def _bend(tempo: TempoMap, acc: Sequence[PlanAccent], tol: Fraction, max_change:
         current = _weight_hit(tempo, acc, tol)
         best_map, best_w = None, current
         for changes_list in variants:
-            merged: list[TempoChange] = []
-            for c in changes_list:
-                if merged and merged[-1].beat == c.beat:
-                    merged[-1] = c
-                elif not merged or merged[-1].seconds_per_beat != c.seconds_per_beat:
-                    merged.append(c)
             try:
-                candidate = TempoMap(tuple(merged), tempo.origin, tempo.beats_per_bar, tempo.downbeat)
+                candidate = TempoMap(_merge(changes_list), tempo.origin, tempo.beats_per_bar, tempo.downbeat)
             except InvalidInputError:
                 continue
             w = _weight_hit(candidate, acc, tol)
@@ -230,14 +236,9 @@ def _through_cuts(tempo: TempoMap, acc: Sequence[PlanAccent], duration: Fraction
         beat += n
     else:
         changes.append(TempoChange(Fraction(beat), base))
-    merged: list[TempoChange] = []
-    for c in changes:
-        if merged and merged[-1].beat == c.beat:
-            merged[-1] = c
-        elif not merged or merged[-1].seconds_per_beat != c.seconds_per_beat:
-            merged.append(c)
+    merged = _merge(changes)
     try:
-        out = TempoMap(tuple(merged), origin, tempo.beats_per_bar, b0 % tempo.beats_per_bar)
+        out = TempoMap(merged, origin, tempo.beats_per_bar, b0 % tempo.beats_per_bar)
     except InvalidInputError:
         return tempo, 0
     return out, len(merged) - 1
