@@ -186,38 +186,11 @@ class Generator:
         mood_i = torch.tensor([self.model.config.mood_index(options.mood)])
         user_prompt = load_prompt(options.prompt, steps_per_beat=spb) if options.prompt else None
 
-        t_cond = 0.0
         t = time.perf_counter()
-        win, ov = options.window_bars * bar, options.overlap_bars * bar
-        tokens = np.zeros((n_steps, spec.token_dim), np.float32)
-        starts = list(range(0, max(1, n_steps - ov), win - ov)) or [0]
-        prev: np.ndarray | None = None
-        for k, s0 in enumerate(starts):
-            s1 = min(n_steps, s0 + win)
-            n = s1 - s0
-            tc = time.perf_counter()
-            pos = positions[s0:s1][None]
-            cond = self.backend.condition(patches[None], pos, style_i, mood_i, torch.tensor([False]))
-            unc = self.backend.condition(patches[None], pos, style_i, mood_i, torch.tensor([True]))
-            t_cond += time.perf_counter() - tc
-            if k == 0 and user_prompt is not None:
-                ptok, pmask = prompt_tokens(user_prompt.notes, spec, n_steps=n, prefix_steps=min(n // 2, 4 * bar))
-            elif prev is not None:
-                ptok, pmask = continuation_prompt(prev, overlap_steps=min(ov, n // 2), n_steps=n)
-            else:
-                ptok, pmask = np.zeros((n, spec.token_dim), np.float32), np.zeros((n, 1), np.float32)
-            prompt, mask = torch.from_numpy(ptok)[None], torch.from_numpy(pmask)[None]
-            fn = guided_velocity(self.backend.velocity, cond=cond, uncond=unc, scale=cfg, prompt=prompt, prompt_mask=mask)
-            noise = torch.randn(1, n, spec.token_dim, generator=torch.Generator().manual_seed(options.seed * 1000 + k))
-
-            def step_progress(i: int, total: int, k: int = k) -> None:
-                prog("sampling", (k + i / total) / len(starts))
-
-            out = sample(fn, noise, steps=options.steps, method=options.sampler, prompt=prompt, prompt_mask=mask,
-                         progress=step_progress, should_stop=should_stop)[0].numpy()
-            keep = 0 if k == 0 else int(pmask.sum())
-            tokens[s0 + keep : s1] = out[keep:]
-            prev = out
+        tokens, t_cond = self._sample_windows(
+            patches, positions, style_i, mood_i, options=options, cfg=cfg, n_steps=n_steps, bar=bar,
+            user_prompt=user_prompt, progress=prog, should_stop=should_stop,
+        )
         stage_t["adaptor"] = t_cond
         stage_t["sampling"] = time.perf_counter() - t - t_cond
 
@@ -290,6 +263,48 @@ class Generator:
         prog("write", 1.0)
         return GenerationResult(out_dir, final, score, report)
 
+
+    def _sample_windows(
+        self, patches: torch.Tensor, positions: torch.Tensor, style_i: torch.Tensor, mood_i: torch.Tensor, *,
+        options: GenerateOptions, cfg: float, n_steps: int, bar: int, user_prompt: Score | None,
+        progress: Callable[[str, float], None], should_stop: Callable[[], bool] | None,
+    ) -> tuple[np.ndarray, float]:
+        """Sample the whole roll window by window; each window after the first is prompted with
+        the end of the previous one. Returns the tokens (n_steps, F) and the time spent in the
+        adaptor (conditioning)."""
+        spec = self.model.config.roll
+        win, ov = options.window_bars * bar, options.overlap_bars * bar
+        tokens = np.zeros((n_steps, spec.token_dim), np.float32)
+        starts = list(range(0, max(1, n_steps - ov), win - ov)) or [0]
+        prev: np.ndarray | None = None
+        t_cond = 0.0
+        for k, s0 in enumerate(starts):
+            s1 = min(n_steps, s0 + win)
+            n = s1 - s0
+            tc = time.perf_counter()
+            pos = positions[s0:s1][None]
+            cond = self.backend.condition(patches[None], pos, style_i, mood_i, torch.tensor([False]))
+            unc = self.backend.condition(patches[None], pos, style_i, mood_i, torch.tensor([True]))
+            t_cond += time.perf_counter() - tc
+            if k == 0 and user_prompt is not None:
+                ptok, pmask = prompt_tokens(user_prompt.notes, spec, n_steps=n, prefix_steps=min(n // 2, 4 * bar))
+            elif prev is not None:
+                ptok, pmask = continuation_prompt(prev, overlap_steps=min(ov, n // 2), n_steps=n)
+            else:
+                ptok, pmask = np.zeros((n, spec.token_dim), np.float32), np.zeros((n, 1), np.float32)
+            prompt, mask = torch.from_numpy(ptok)[None], torch.from_numpy(pmask)[None]
+            fn = guided_velocity(self.backend.velocity, cond=cond, uncond=unc, scale=cfg, prompt=prompt, prompt_mask=mask)
+            noise = torch.randn(1, n, spec.token_dim, generator=torch.Generator().manual_seed(options.seed * 1000 + k))
+
+            def step_progress(i: int, total: int, k: int = k) -> None:
+                progress("sampling", (k + i / total) / len(starts))
+
+            out = sample(fn, noise, steps=options.steps, method=options.sampler, prompt=prompt, prompt_mask=mask,
+                         progress=step_progress, should_stop=should_stop)[0].numpy()
+            keep = 0 if k == 0 else int(pmask.sum())
+            tokens[s0 + keep : s1] = out[keep:]
+            prev = out
+        return tokens, t_cond
 
 def refine_cut_times(timeline: Timeline, accents: list[Accent], exact: set[int], times: Sequence[Fraction]) -> list[Accent]:
     """Detected cuts are known to the 10 fps sample that first shows the new shot — up to 100 ms
