@@ -247,7 +247,7 @@ class Generator:
             files["roll.png"] = plot_score(score, staging / "roll.png", accents=[a.time for a in accents],
                                            hits=list(plan.hits), title=f"{style} {key.name} {plan.bpm:.1f} BPM")
             if options.preview:
-                files["preview.mp4"] = write_preview(staging / "preview.mp4", timeline, stem_files_mix(staging))
+                files["preview.mp4"] = write_preview(staging / "preview.mp4", timeline, stem_files.mix_audio)
             stage_t["write"] = time.perf_counter() - t
             report["timings_s"] = {k: round(v, 3) for k, v in stage_t.items()}
             (staging / "report.json").write_text(json.dumps(report, indent=1, default=float))
@@ -350,10 +350,3 @@ def _window(timeline: Timeline, first: int, last: int) -> Timeline:
             continue
         segs.append(Segment(seg.media, TimeRange(seg.source.start + offset, dur), RationalTime(a, timeline.rate)))
     return Timeline(timeline.rate, tuple(segs))
-
-
-def stem_files_mix(folder: Path) -> np.ndarray:
-    """The mix just written (for the preview's audio track)."""
-    from muvi.bwf import read_bwf
-
-    return read_bwf(folder / "mix.wav").audio

@@ -20,7 +20,7 @@ import contextlib
 import datetime as _dt
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -171,6 +171,7 @@ class StemFiles:
     time_reference: int  # samples since midnight (the timeline's record start)
     n_samples: int
     loudness: LoudnessReport
+    mix_audio: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((2, 0)))  # the normalised mix
 
 
 def write_stems(
@@ -232,6 +233,7 @@ def write_stems(
         time_reference=start_sample,
         n_samples=n,
         loudness=report,
+        mix_audio=mix,
     )
 
 
