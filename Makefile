@@ -2,7 +2,8 @@
 #
 # `make setup` installs the Debian packages muvi needs (FluidSynth, a General MIDI SoundFont,
 # Hydrogen's demo songs for the corpus) when they are missing, then creates .venv with the CPU
-# build of torch and muvi installed editable. Override PYTHON or TORCH_SPEC if your machine
+# build of torch and muvi installed editable, and the Node.js reference client's packages
+# (clients/node, from its package-lock.json; Node.js itself comes from Debian when missing). Override PYTHON or TORCH_SPEC if your machine
 # needs another interpreter or torch build.
 
 PYTHON ?= python3
@@ -13,11 +14,14 @@ STAMP := $(VENV)/.muvi-installed
 PYTEST_ARGS ?=
 APT_PACKAGES := libfluidsynth3 fluid-soundfont-gm hydrogen-data
 
-.PHONY: setup system-deps test demo bench clean-venv
+NODE_STAMP := clients/node/node_modules/.muvi-installed
+
+.PHONY: setup system-deps test demo bench protos clean-venv
 
 system-deps:
 	@missing=""; \
 	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  if ! command -v apt-get >/dev/null; then echo "muvi needs:$$missing (FluidSynth library, GM SoundFont, Hydrogen songs)"; exit 1; fi; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -33,7 +37,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps basic-pitch==0.4.0
 	touch $(STAMP)
 
-setup: system-deps $(STAMP)
+$(NODE_STAMP): clients/node/package-lock.json
+	cd clients/node && npm ci --silent --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+setup: system-deps $(STAMP) $(NODE_STAMP)
+
+# regenerate the checked-in gRPC code after editing protos/ (a test fails when they drift)
+protos: $(STAMP)
+	$(PY) -m plugin_server.codegen
 
 test: setup
 	$(VENV)/bin/ruff check muvi engines export plugin_server benchmarks tests

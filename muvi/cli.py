@@ -168,7 +168,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "muvi-compact"
-BACKENDS = ("auto", "torch-cpu", "torch-cuda", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt")
+
 
 
 def parse_clip(spec: str) -> tuple[Path, str | None, str | None]:
@@ -208,27 +208,10 @@ def _clip_timeline(specs: list[str]):  # type: ignore[no-untyped-def]
     return Timeline.sequential(clips, rate=rate)
 
 
-def _backend(name: str, model):  # type: ignore[no-untyped-def]
-    import torch
-
-    from muvi.backend import TorchBackend
-    from muvi.errors import InvalidInputError
-
-    if name == "auto":
-        name = "torch-cuda" if torch.cuda.is_available() else "torch-cpu"
-        log.info("backend auto: %s (the ONNX Runtime and TensorRT backends arrive with the engines)", name)
-    if name == "torch-cpu":
-        return TorchBackend(model, "cpu")
-    if name == "torch-cuda":
-        if not torch.cuda.is_available():
-            raise InvalidInputError("--backend torch-cuda: no CUDA GPU is visible")
-        return TorchBackend(model, "cuda")
-    raise InvalidInputError(f"--backend {name} is not available in this build yet (engines); use torch-cpu or torch-cuda")
-
-
 def _cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from muvi.backend import select_backend
     from muvi.errors import InvalidInputError
     from muvi.pipeline import GenerateOptions, Generator
     from muvi.weights import load_checkpoint
@@ -251,7 +234,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         soundfont=args.soundfont,
     )
     model, meta = load_checkpoint(weights)
-    generator = Generator(model, backend=_backend(args.backend, model), meta=meta)
+    generator = Generator(model, backend=select_backend(args.backend, model), meta=meta)
     bar = tqdm(total=100, desc="generate", bar_format="{desc:<18}{percentage:3.0f}%|{bar}| {elapsed}", disable=args.quiet)
     weights_of = {"decode": 15, "analysis": 5, "plan": 2, "encode": 3, "sampling": 55, "notes": 2, "render": 10, "write": 8}
     done: dict[str, float] = {}
@@ -291,7 +274,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loudness", type=float, default=-16.0, metavar="LUFS")
     p.add_argument("--no-preview", action="store_true")
     p.add_argument("--soundfont", type=Path, default=None)
-    p.add_argument("--backend", default="auto", choices=BACKENDS)
+    p.add_argument("--backend", default="auto",
+                   help="auto, torch-cpu, torch-cuda, onnxruntime-cpu, onnxruntime-cuda or tensorrt")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_generate)
 
@@ -324,9 +308,126 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_demo)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from muvi.errors import InvalidInputError
+    from plugin_server.server import ServerConfig, default_output_root, default_token_file, serve
+    from plugin_server.servicer import Limits
+
+    weights = args.weights or DEFAULT_WEIGHTS
+    if not (Path(weights) / "config.json").is_file():
+        raise InvalidInputError(f"no model weights at {weights} (pass --weights DIR)")
+    if args.max_queue < 0:
+        raise InvalidInputError(f"--max-queue must be ≥ 0, got {args.max_queue}")
+    config = ServerConfig(
+        weights=Path(weights), host=args.host, port=args.port, token_file=args.token_file or default_token_file(),
+        output_root=args.output_root or default_output_root(), backend=args.backend, reflection=args.reflection,
+        limits=Limits(max_queue=args.max_queue), grace_s=args.grace,
+    )
+    return serve(config)
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="the gRPC server editor plugins call (127.0.0.1, bearer token)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback; others warn)")
+    p.add_argument("--port", type=int, default=50051)
+    p.add_argument("--token-file", type=Path, default=None, help="where to write the token (default ~/.muvi/server.token)")
+    p.add_argument("--output-root", type=Path, default=None, help="results go under here (default ~/muvi-output)")
+    p.add_argument("--weights", type=Path, default=None, metavar="DIR", help="default: the shipped weights")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--max-queue", type=int, default=4, help="jobs that may wait behind the running one")
+    p.add_argument("--grace", type=float, default=30.0, help="seconds a running job may take to finish at shutdown")
+    p.add_argument("--reflection", action="store_true", help="enable gRPC server reflection")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_client(args: argparse.Namespace) -> int:
+    import grpc
+
+    from muvi.errors import InvalidInputError
+    from plugin_server.client import Client
+    from plugin_server.v1 import plugin_pb2 as pb
+
+    try:
+        with Client(args.server, token_file=args.token_file) as client:
+            if args.client_command == "capabilities":
+                from google.protobuf import json_format
+
+                print(json_format.MessageToJson(client.capabilities(), always_print_fields_with_no_presence=True))
+                return 0
+            if args.client_command == "cancel":
+                print(f"{args.request_id}: was {client.cancel(args.request_id)}; cancelled")
+                return 0
+            if bool(args.otio) == bool(args.videos):
+                raise InvalidInputError("give either VIDEO clips or --otio TIMELINE.otio")
+            if args.otio:
+                from muvi.otio_io import read_otio
+
+                timeline = read_otio(args.otio)
+            else:
+                timeline = _clip_timeline(args.videos)
+            opts = pb.GenerateOptions()
+            for name in ("style", "mood", "key", "bpm", "seed", "steps", "cfg"):
+                if getattr(args, name) is not None:
+                    setattr(opts, name, getattr(args, name))
+            if args.no_preview:
+                opts.preview = False
+            if args.prompt:
+                opts.prompt_path = str(args.prompt.resolve())
+            client.wait_ready(timeout=args.wait)
+            for event in client.generate(timeline, options=opts, output_name=args.out, request_id=args.request_id or "",
+                                         overwrite=args.overwrite, timeout=args.timeout):
+                kind = event.WhichOneof("event")
+                if kind == "progress":
+                    p = event.progress
+                    print(f"[{event.request_id[:8]}] {p.stage:<9} {100 * p.fraction:5.1f}%  {p.message}", flush=True)
+                elif kind == "stem_ready":
+                    s = event.stem_ready
+                    print(f"stem {s.stem:<7} {s.path}  ({s.sample_rate} Hz, {s.bit_depth}-bit, "
+                          f"TimeReference {s.time_reference_samples})", flush=True)
+                elif kind == "done":
+                    d = event.done
+                    print(f"done: {d.output_dir} ({len(d.beats)} beats, cuts on beats "
+                          f"{100 * d.accent_hit_rate:.0f}%)")
+                    for name in sorted(d.files):
+                        print(f"  {name:<12} {d.files[name]}")
+            return 0
+    except grpc.RpcError as exc:
+        print(f"muvi client: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return EXIT_USAGE
+    except TimeoutError as exc:
+        print(f"muvi client: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _add_client(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("client", help="talk to a running `muvi serve` (generate, capabilities, cancel)")
+    p.add_argument("--server", default="127.0.0.1:50051")
+    p.add_argument("--token-file", type=Path, default=None, help="default ~/.muvi/server.token")
+    csub = p.add_subparsers(dest="client_command", metavar="ACTION")
+    csub.required = True
+    g = csub.add_parser("generate", help="send clips (VIDEO[@IN-OUT]) or an OTIO timeline; print progress and stems")
+    g.add_argument("videos", nargs="*", metavar="VIDEO[@IN-OUT]")
+    g.add_argument("--otio", type=Path, default=None, metavar="TIMELINE.otio")
+    g.add_argument("--out", required=True, metavar="NAME", help="output folder, relative to the server's output root")
+    g.add_argument("--request-id", default=None)
+    g.add_argument("--overwrite", action="store_true")
+    for name, kind in (("style", str), ("mood", str), ("key", str), ("bpm", float), ("seed", int), ("steps", int),
+                       ("cfg", float)):
+        g.add_argument(f"--{name}", type=kind, default=None)
+    g.add_argument("--prompt", type=Path, default=None, metavar="FILE")
+    g.add_argument("--no-preview", action="store_true")
+    g.add_argument("--timeout", type=float, default=3600.0, help="deadline in seconds")
+    g.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the model to load")
+    csub.add_parser("capabilities", help="print the server's capabilities as JSON")
+    c = csub.add_parser("cancel", help="cancel a queued or running request")
+    c.add_argument("request_id")
+    p.set_defaults(func=_cmd_client)
+
+
 # each command registers its parser here
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_probe, _add_corpus, _add_plot_roll, _add_render, _add_train, _add_eval, _add_generate, _add_demo,
+    _add_serve, _add_client,
 ]
 
 

@@ -50,12 +50,15 @@ from muvi.sync import PlanAccent, accent_report, plan_beats
 from muvi.timeline import RationalTime, Segment, Timeline, TimeRange
 from muvi.video import check_timeline, decode_timeline
 
-__all__ = ["GenerateOptions", "GenerationResult", "Generator", "STAGES"]
+__all__ = ["GenerateOptions", "GenerationResult", "Generator", "STAGES", "ALL_STEMS", "BPM_RANGE", "MAX_CFG", "MAX_STEPS"]
 
 log = logging.getLogger(__name__)
 STAGES = ("decode", "analysis", "plan", "encode", "sampling", "notes", "render", "write")
 FPS = Fraction(10)
 ALL_STEMS = ("drums", "bass", "chords", "melody")
+BPM_RANGE = (40.0, 240.0)  # a pinned tempo
+MAX_CFG = 15.0
+MAX_STEPS = 200
 
 
 @dataclass(frozen=True)
@@ -80,14 +83,14 @@ class GenerateOptions:
     def __post_init__(self) -> None:
         if self.style is not None and self.style not in STYLES:
             raise InvalidInputError(f"unknown style {self.style!r}; choose from {', '.join(STYLES)}")
-        if self.bpm is not None and not 40 <= self.bpm <= 240:
-            raise InvalidInputError(f"--bpm must be between 40 and 240, got {self.bpm}")
+        if self.bpm is not None and not BPM_RANGE[0] <= self.bpm <= BPM_RANGE[1]:
+            raise InvalidInputError(f"--bpm must be between {BPM_RANGE[0]:g} and {BPM_RANGE[1]:g}, got {self.bpm}")
         if self.meter not in (3, 4):
             raise InvalidInputError(f"--meter must be 3 or 4, got {self.meter}")
-        if self.cfg is not None and not 0.0 <= self.cfg <= 15.0:
-            raise InvalidInputError(f"--cfg must be between 0 and 15, got {self.cfg}")
-        if not 1 <= self.steps <= 200:
-            raise InvalidInputError(f"--steps must be between 1 and 200, got {self.steps}")
+        if self.cfg is not None and not 0.0 <= self.cfg <= MAX_CFG:
+            raise InvalidInputError(f"--cfg must be between 0 and {MAX_CFG:g}, got {self.cfg}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise InvalidInputError(f"--steps must be between 1 and {MAX_STEPS}, got {self.steps}")
         bad = [s for s in self.stems if s not in ALL_STEMS]
         if bad or not self.stems:
             raise InvalidInputError(f"--stems must be a subset of {', '.join(ALL_STEMS)}, got {', '.join(self.stems)}")

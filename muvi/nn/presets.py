@@ -45,6 +45,7 @@ class DiTConfig:
 
 PRESETS: dict[str, DiTConfig] = {
     "tiny": DiTConfig("tiny", width=64, depth=2, heads=4, max_steps=256),
+    "mini": DiTConfig("mini", width=256, depth=6, heads=4),
     "compact": DiTConfig("compact", width=384, depth=8, heads=6),
     "small": DiTConfig("small", width=768, depth=12, heads=16),
     "base": DiTConfig("base", width=1024, depth=12, heads=16),

@@ -28,7 +28,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -177,6 +177,20 @@ class _StageLoss(nn.Module):
         return loss, {}
 
 
+class _LazyData(dict):
+    """The stage datasets; entries given as factories are made on first use."""
+
+    def __init__(self, ready: dict[str, Dataset], **factories: Callable[[], Dataset]) -> None:
+        super().__init__(ready)
+        self._factories = factories
+
+    def __missing__(self, key: str) -> Dataset:
+        if key not in self._factories:
+            raise KeyError(key)
+        self[key] = value = self._factories.pop(key)()
+        return value
+
+
 def _trainable(model: MuVi, stage: str) -> list[nn.Module]:
     return {"pretrain": [model.dit], "contrastive": [model.adaptor, model.music_encoder, model.visual_head],
             "conditional": [model.adaptor, model.dit]}[stage]
@@ -239,21 +253,28 @@ class Trainer:
         steps = self.config.window_steps
         music = CorpusWindows(corpus, train, model.config, steps=steps, seed=self.config.seed)
         music_eval = CorpusWindows(corpus, test or train[:1], model.config, steps=steps, seed=self.config.seed + 1)
-        paired: Dataset = PairedWindows(music, enc)
-        if self.config.paired_cache:
-            from muvi.train.data import PairedCache
+        on_the_fly = PairedWindows(music, enc)
 
-            opts = dict(self.config.paired_cache)
-            path = Path(opts.pop("path"))
-            if self.main:  # one rank builds, the others wait and map the files
-                PairedCache(paired, path, workers=max(1, self.config.workers), progress=self.progress, **opts)
-            self._barrier()
-            paired = PairedCache(paired, path, **opts)
-        if self.config.user_data:
-            from torch.utils.data import ConcatDataset
+        def paired() -> Dataset:
+            # Built only when a paired stage starts: pre-training never waits for the cache.
+            ds: Dataset = on_the_fly
+            if self.config.paired_cache:
+                from muvi.train.data import PairedCache
 
-            paired = ConcatDataset([paired, UserPairs(self.config.user_data, model.config, enc, steps=steps)])
-        return {"music": music, "paired": paired, "music_eval": music_eval, "paired_eval": PairedWindows(music_eval, enc)}
+                opts = dict(self.config.paired_cache)
+                path = Path(opts.pop("path"))
+                if self.main:  # one rank builds, the others wait and map the files
+                    PairedCache(on_the_fly, path, workers=max(1, self.config.workers), progress=self.progress, **opts)
+                self._barrier()
+                ds = PairedCache(on_the_fly, path, **opts)
+            if self.config.user_data:
+                from torch.utils.data import ConcatDataset
+
+                ds = ConcatDataset([ds, UserPairs(self.config.user_data, model.config, enc, steps=steps)])
+            return ds
+
+        return _LazyData({"music": music, "music_eval": music_eval, "paired_eval": PairedWindows(music_eval, enc)},
+                         paired=paired)
 
     # -- checkpoints ------------------------------------------------------------------------
     def _save(self, model: MuVi, opt: torch.optim.Optimizer | None, stage: int, step: int) -> None:
