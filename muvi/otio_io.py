@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from muvi.errors import InvalidInputError, TimelineError
-from muvi.timeline import Rate, RationalTime, Segment, Timeline, TimeRange
+from muvi.timeline import AUDIO_SAMPLE_RATE, Rate, RationalTime, Segment, Timeline, TimeRange
 
-__all__ = ["read_otio", "write_otio", "timeline_from_otio", "timeline_to_otio"]
+__all__ = ["read_otio", "write_otio", "timeline_from_otio", "timeline_to_otio", "PlacedAudio", "stems_to_otio"]
 
 
 def _otio() -> Any:
@@ -182,3 +183,34 @@ def write_otio(timeline: Timeline, path: Path | str) -> None:
 
     otio = _otio()
     atomic_write_text(Path(path), otio.adapters.write_to_string(timeline_to_otio(timeline), "otio_json"))
+
+
+@dataclass(frozen=True)
+class PlacedAudio:
+    """An audio file to place on a timeline: ``samples`` long from ``time_reference`` (samples
+    since 00:00:00:00 at ``sample_rate``), like a Broadcast-WAV stem muvi returns."""
+
+    name: str
+    path: Path
+    time_reference: int
+    samples: int
+    sample_rate: int = AUDIO_SAMPLE_RATE
+
+
+def stems_to_otio(stems: Sequence[PlacedAudio], *, rate: Rate, name: str = "muvi music") -> Any:
+    """An OTIO timeline with one audio track per stem, each starting at its TimeReference
+    (the global start is 00:00:00:00 at ``rate``), for an editor to import beside the picture."""
+    otio = _otio()
+    ort = otio.opentime
+    out = otio.schema.Timeline(name=name, global_start_time=ort.RationalTime(0, float(rate)))
+    for s in stems:
+        start = ort.RationalTime(s.time_reference, s.sample_rate)
+        length = ort.RationalTime(s.samples, s.sample_rate)
+        ref = otio.schema.ExternalReference(target_url=otio.url_utils.url_from_filepath(str(Path(s.path).resolve())),
+                                            available_range=ort.TimeRange(start, length))
+        track = otio.schema.Track(name=s.name, kind=otio.schema.TrackKind.Audio)
+        if s.time_reference > 0:  # the gap from 00:00:00:00, in samples: exact at every frame rate
+            track.append(otio.schema.Gap(source_range=ort.TimeRange(ort.RationalTime(0, s.sample_rate), start)))
+        track.append(otio.schema.Clip(name=s.name, media_reference=ref, source_range=ort.TimeRange(start, length)))
+        out.tracks.append(track)
+    return out

@@ -344,3 +344,33 @@ def test_shutdown_finishes_the_running_job_within_grace_or_cancels_it(tmp_path: 
         assert result == [expect]
         files = _leftovers(srv)
         assert (files and "job/mix.wav" in files) if expect == "done" else files == []
+
+
+def test_otio_round_trip_places_every_stem_at_its_time_reference(server: MuviServer, clip: Path, tmp_path: Path) -> None:
+    """The worked example of docs/plugin-integration.md: OTIO selection → server → OTIO stems."""
+    import opentimelineio as otio
+
+    from muvi.otio_io import PlacedAudio, read_otio, stems_to_otio, write_otio
+    from muvi.timeline import RationalTime, Segment, Timeline, TimeRange
+
+    r = Rate(24000, 1001)
+    selection = Timeline(r, (Segment(clip, TimeRange.from_frames(0, 50, R), RationalTime(86400, r)),
+                             Segment(clip, TimeRange.from_frames(60, 45, R), RationalTime(86400 + 48, r))))
+    write_otio(selection, tmp_path / "selection.otio")
+    timeline = read_otio(tmp_path / "selection.otio")
+    with _client(server) as c:
+        events = list(c.generate(timeline, options=_opts(), output_name="reel2/v1", timeout=120))
+    stems = [PlacedAudio(e.stem_ready.stem, Path(e.stem_ready.path), e.stem_ready.time_reference_samples,
+                         e.stem_ready.samples) for e in events if e.HasField("stem_ready")]
+    assert stems and {s.time_reference for s in stems} == {86400 * 1001 * 48000 // 24000}
+    otio.adapters.write_to_file(stems_to_otio(stems, rate=r), str(tmp_path / "stems.otio"))
+    back = otio.adapters.read_from_file(str(tmp_path / "stems.otio"))
+    assert len(back.audio_tracks()) == 5
+    for track, s in zip(back.audio_tracks(), stems):
+        clip_item = track[-1]
+        start = track.range_of_child(clip_item).start_time
+        assert start.value == s.time_reference and start.rate == 48000  # sample-exact
+        assert clip_item.source_range.duration.value == s.samples
+        assert clip_item.media_reference.target_url.endswith(f"/{s.name}.wav")
+        # and in the timeline's frames: exactly the selection's first record frame
+        assert start.rescaled_to(r.num / r.den).value == pytest.approx(86400, abs=1e-6)
