@@ -211,7 +211,7 @@ def _clip_timeline(specs: list[str]):  # type: ignore[no-untyped-def]
 def _cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from muvi.backend import select_backend
+    from engines.select import select_backend
     from muvi.errors import InvalidInputError
     from muvi.pipeline import GenerateOptions, Generator
     from muvi.weights import load_checkpoint
@@ -234,7 +234,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         soundfont=args.soundfont,
     )
     model, meta = load_checkpoint(weights)
-    generator = Generator(model, backend=select_backend(args.backend, model), meta=meta)
+    generator = Generator(model, backend=select_backend(args.backend, model, weights=Path(weights),
+                                                         engines_dir=args.engines), meta=meta)
     bar = tqdm(total=100, desc="generate", bar_format="{desc:<18}{percentage:3.0f}%|{bar}| {elapsed}", disable=args.quiet)
     weights_of = {"decode": 15, "analysis": 5, "plan": 2, "encode": 3, "sampling": 55, "notes": 2, "render": 10, "write": 8}
     done: dict[str, float] = {}
@@ -276,6 +277,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--soundfont", type=Path, default=None)
     p.add_argument("--backend", default="auto",
                    help="auto, torch-cpu, torch-cuda, onnxruntime-cpu, onnxruntime-cuda or tensorrt")
+    p.add_argument("--engines", type=Path, default=None, metavar="DIR",
+                   help="exported engines (default: the cache folder export-engines writes for these weights)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_generate)
 

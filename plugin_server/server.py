@@ -84,14 +84,18 @@ class MuviServer:
         self._stopped = threading.Event()
 
     def _load(self) -> Generator:
-        from muvi.backend import select_backend
+        from engines.select import available_backends, select_backend
         from muvi.weights import load_checkpoint
 
         model, meta = load_checkpoint(self.config.weights)
-        return Generator(model, backend=select_backend(self.config.backend, model), meta=meta)
+        generator = Generator(model, backend=select_backend(self.config.backend, model, weights=self.config.weights),
+                              meta=meta)
+        self.servicer.describe["backends_available"] = available_backends(model, weights=self.config.weights)
+        return generator
 
     def _describe(self) -> dict[str, object]:
-        from muvi.backend import available_backends
+        from engines.cache import default_engine_dir
+        from engines.select import available_backends
 
         gpu = ""
         try:
@@ -101,8 +105,12 @@ class MuviServer:
                 gpu = torch.cuda.get_device_name(0)
         except Exception:  # noqa: BLE001 - capabilities must not fail on a driver problem
             gpu = ""
+        engines = []
+        if (Path(self.config.weights) / "config.json").is_file():
+            folder = default_engine_dir(Path(self.config.weights))
+            engines = sorted(p.name for p in folder.glob("*") if p.suffix in (".onnx", ".plan")) if folder.is_dir() else []
         return {"backends_available": available_backends(), "backend": self.config.backend, "gpu": gpu,
-                "engines": [], "model": str(self.config.weights)}
+                "engines": engines, "model": str(self.config.weights)}
 
     def _on_ready(self, ok: bool) -> None:
         if ok and not self._stopped.is_set():

@@ -1,0 +1,71 @@
+"""torch → ONNX with the dynamo exporter, and verification against torch with ONNX Runtime."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engines.specs import EngineSpec
+from muvi.errors import MuviError
+from muvi.fileio import atomic_path
+from muvi.nn.model import MuVi
+
+__all__ = ["OPSET", "ExportError", "export_onnx", "verify_onnx"]
+
+log = logging.getLogger(__name__)
+OPSET = 18  # ≥ 17: LayerNormalization is one op, which TensorRT keeps as a normalization layer
+
+
+class ExportError(MuviError):
+    """Export or verification failed; the message names the engine and the op or input."""
+
+
+def export_onnx(spec: EngineSpec, model: MuVi, path: Path) -> Path:
+    """Write ``spec``'s graph for ``model`` to ``path`` (atomically), with its dynamic axes."""
+    config = model.config
+    module = spec.module(model).eval()
+    inputs = spec.sample_inputs(config)
+    dims = {name: torch.export.Dim(name, min=lo, max=hi) for name, (lo, _, hi) in spec.profile(config).items()}
+    dynamic = tuple({i: dims[d] for i, d in enumerate(t.dims) if isinstance(d, str) and d in dims} for t in spec.inputs)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" notices
+    with atomic_path(Path(path)) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(module, inputs, dynamo=True, input_names=spec.input_names,
+                                        output_names=spec.output_names, dynamic_shapes=dynamic, opset_version=OPSET,
+                                        optimize=True, verbose=False)
+        except Exception as exc:  # the exporter's errors are long; keep the op it names
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ExportError(f"{spec.name}: ONNX export failed: {first}") from exc
+        program.save(str(tmp))
+    return Path(path)
+
+
+def verify_onnx(spec: EngineSpec, model: MuVi, path: Path, *, sizes: list[dict[str, int]],
+                providers: list[str] | None = None, seed: int = 1) -> dict[str, float]:
+    """Max relative error of the ONNX graph against torch at each of ``sizes`` (fresh random
+    inputs each time); returns ``{"steps=64,batch=1": err, ...}``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
+    module = spec.module(model).eval()
+    g = torch.Generator().manual_seed(seed)
+    report = {}
+    for size in sizes:
+        inputs = spec.sample_inputs(model.config, sizes=size, generator=g)
+        with torch.no_grad():
+            ref = module(*inputs)
+        ref = ref if isinstance(ref, tuple) else (ref,)
+        got = session.run(spec.output_names, {t.name: x.numpy() for t, x in zip(spec.inputs, inputs)})
+        err = 0.0
+        for r, o in zip(ref, got):
+            r = r.numpy()
+            if r.shape != o.shape:
+                raise ExportError(f"{spec.name}: ONNX output shape {o.shape} ≠ torch {r.shape} at {size}")
+            err = max(err, float(np.abs(o - r).max() / max(float(np.abs(r).max()), 1e-6)))
+        report[",".join(f"{k}={v}" for k, v in sorted(size.items()))] = err
+    return report

@@ -1,0 +1,135 @@
+"""Engine specs, ONNX export + verification, the onnxruntime backend, selection, export-engines."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from engines.ort_backend import BackendUnavailable, OrtBackend
+from engines.select import available_backends, make_backend, select_backend
+from engines.specs import SPECS
+from export.cli import export_all, main as export_main
+from muvi.backend import TorchBackend
+from muvi.errors import InvalidInputError
+from muvi.media_gen import write_demo_clip
+from muvi.pipeline import GenerateOptions, Generator
+from muvi.timeline import Timeline, TimeRange
+from muvi.weights import load_checkpoint, save_checkpoint
+from tests.muvi.nn.test_model_weights_prompt import tiny_model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("engines")
+    weights = save_checkpoint(tmp / "weights", tiny_model())
+    summary = export_all(weights, tmp / "engines", precision="bf16", builder="auto", force=False, progress=lambda m: None)
+    return {"weights": weights, "engines": tmp / "engines", "summary": summary, "tmp": tmp}  # type: ignore[dict-item]
+
+
+def test_specs_describe_the_modules_they_export() -> None:
+    model = tiny_model()
+    for spec in SPECS.values():
+        prof = spec.profile(model.config)
+        assert prof["batch"] == (1, 2, 2) and prof["steps"][2] == model.config.dit.max_steps
+        for size in ({"batch": 1, "steps": 16, "frames": 3}, {"batch": 2, "steps": 40, "frames": 25}):
+            inputs = spec.sample_inputs(model.config, sizes=size)
+            for t, x in zip(spec.inputs, inputs):
+                assert tuple(x.shape) == spec.shape(t, model.config, size) and str(x.dtype).endswith(t.dtype)
+            with torch.no_grad():
+                out = spec.module(model)(*inputs)
+            out = out if isinstance(out, tuple) else (out,)
+            assert [tuple(o.shape) for o in out] == [spec.shape(t, model.config, size) for t in spec.outputs]
+    assert "frames" in SPECS["adaptor"].profile(model.config) and "frames" not in SPECS["dit_step"].profile(model.config)
+
+
+def test_export_verifies_every_graph_and_writes_manifests(exported: dict[str, Path]) -> None:
+    for name in SPECS:
+        manifest = json.loads((exported["engines"] / f"{name}.json").read_text())
+        assert manifest["engine"] == name and len(manifest["onnx_sha256"]) == 64 and manifest["opset"] >= 17
+        errors = manifest["verify_max_rel_error"]
+        assert len(errors) >= 3 and max(errors.values()) < 1e-4, errors
+        assert not list(exported["engines"].glob(".*")), "a temporary file was left"
+    # a second run keeps what matches (same sha), --force re-exports
+    before = (exported["engines"] / "dit_step.onnx").stat().st_mtime_ns
+    export_all(exported["weights"], exported["engines"], precision="bf16", builder="none", force=False,
+               progress=lambda m: None)
+    assert (exported["engines"] / "dit_step.onnx").stat().st_mtime_ns == before
+
+
+def test_onnxruntime_backend_matches_torch_per_call(exported: dict[str, Path]) -> None:
+    model, _ = load_checkpoint(exported["weights"])
+    ort_b, torch_b = OrtBackend(exported["engines"], exported["weights"]), TorchBackend(model)
+    for name, call in (("adaptor", "condition"), ("dit_step", "velocity")):
+        x = SPECS[name].sample_inputs(model.config, sizes={"batch": 2, "steps": 48, "frames": 30},
+                                      generator=torch.Generator().manual_seed(9))
+        a, b = getattr(ort_b, call)(*x), getattr(torch_b, call)(*x)
+        for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+            assert torch.allclose(u, v, atol=1e-4, rtol=1e-4)
+
+
+def test_torch_and_onnxruntime_make_the_same_notes_for_the_demo_clip(exported: dict[str, Path]) -> None:
+    demo = write_demo_clip(exported["tmp"] / "demo.mp4")  # what `muvi demo` makes: 20 s, 6 cuts
+    tl = Timeline.sequential([(demo.path, TimeRange.from_frames(0, demo.frame_count, demo.rate))], rate=demo.rate)
+    model, meta = load_checkpoint(exported["weights"])
+    opts = GenerateOptions(style="pop", seed=11, steps=8, preview=False)
+    results = {}
+    for name in ("torch-cpu", "onnxruntime-cpu"):
+        backend = make_backend(name, model, weights=exported["weights"], engines_dir=exported["engines"])
+        results[name] = Generator(model, backend=backend, meta=meta).generate(tl, opts, exported["tmp"] / name)
+    spec = model.config.roll
+    rolls = [spec.encode(r.score.notes, r.score.n_steps) for r in results.values()]
+    agree = float((rolls[0] == rolls[1]).mean())
+    assert agree >= 0.99 and len(results["torch-cpu"].score.notes) > 0
+    assert results["onnxruntime-cpu"].report["backend"] == "onnxruntime-cpu"
+
+
+def test_a_graph_from_other_weights_is_never_used(exported: dict[str, Path]) -> None:
+    other = save_checkpoint(exported["tmp"] / "other", tiny_model(seed=5))
+    with pytest.raises(BackendUnavailable, match="other weights.*weights_sha256.*export-engines --force"):
+        OrtBackend(exported["engines"], other)
+    with pytest.raises(BackendUnavailable, match="no adaptor.onnx.*export-engines"):
+        OrtBackend(exported["tmp"] / "nowhere", exported["weights"])
+
+
+def test_auto_selection_order_and_reasons(exported: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
+    model, _ = load_checkpoint(exported["weights"])
+    with caplog.at_level(logging.INFO, logger="engines.select"):
+        chosen = select_backend("auto", model, weights=exported["weights"], engines_dir=exported["engines"])
+    expected = "onnxruntime-cpu" if not torch.cuda.is_available() else chosen.name
+    assert chosen.name == expected
+    if not torch.cuda.is_available():
+        text = caplog.text
+        assert "skipping tensorrt" in text and "skipping onnxruntime-cuda" in text and "skipping torch-cuda" in text
+        assert available_backends(model, weights=exported["weights"], engines_dir=exported["engines"]) == [
+            "onnxruntime-cpu", "torch-cpu"]
+        assert select_backend("auto", model, weights=exported["weights"],
+                              engines_dir=exported["tmp"] / "none").name == "torch-cpu"
+        with pytest.raises(InvalidInputError, match="no CUDA GPU"):
+            make_backend("tensorrt", model, weights=exported["weights"])
+    with pytest.raises(InvalidInputError, match="unknown backend"):
+        make_backend("cuda-magic", model, weights=exported["weights"])
+
+
+def test_export_engines_command_errors(exported: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert export_main(["--weights", str(tmp_path / "missing"), "--out", str(tmp_path / "e")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        code = export_main(["--weights", str(exported["weights"]), "--out", str(exported["engines"]),
+                            "--builder", "tensorrt"])
+        assert code == 2 and "TensorRT is not installed" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_tensorrt_plans_build_and_match_torch(exported: dict[str, Path]) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    pytest.importorskip("tensorrt")
+    summary = export_all(exported["weights"], exported["engines"], precision="fp32", builder="tensorrt", force=True,
+                         progress=lambda m: None)
+    assert all("plan" in row for row in summary.values())
