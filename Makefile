@@ -54,13 +54,9 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: setup
-	@if [ -f weights/muvi-compact/config.json ]; then \
-	  $(VENV)/bin/muvi demo --out out/demo; \
-	else \
-	  echo "muvi demo: the pipeline works ('muvi demo --weights DIR' with any checkpoint), but the shipped"; \
-	  echo "model is not trained yet (issue 6), so there are no weights in weights/muvi-compact to run it with."; \
-	  exit 2; \
-	fi
+	@# ONNX engines for the onnxruntime-cpu backend (once per weights, cached under ~/.cache/muvi)
+	$(VENV)/bin/export-engines --weights weights/muvi --builder none
+	$(VENV)/bin/muvi demo --out out/demo
 
 bench: setup
 	$(PY) benchmarks/decode.py

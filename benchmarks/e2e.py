@@ -5,7 +5,7 @@ peak memory (max RSS), the plain decode floor of the same clip, and the share of
 12 cuts that got a beat within one video frame. Targets (issue 7, 2-core CPU, shipped model):
 total ≤ decode floor + 15 s, peak memory ≤ 3 GB, cut hit rate ≥ 95 %.
 
-    python benchmarks/e2e.py [--weights weights/muvi-compact] [--steps 25]
+    python benchmarks/e2e.py [--weights weights/muvi] [--steps 25]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from muvi.timeline import Timeline, TimeRange  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--weights", default=str(Path(__file__).resolve().parents[1] / "weights" / "muvi-compact"))
+    ap.add_argument("--weights", default=str(Path(__file__).resolve().parents[1] / "weights" / "muvi"))
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--no-preview", action="store_true")
     args = ap.parse_args()

@@ -8,22 +8,14 @@ precision, the profile, the TensorRT flavour and version, and the GPU's compute 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from muvi.fileio import atomic_write_text
+from muvi.weights import sha256_file
 
 __all__ = ["sha256_file", "weights_digest", "write_manifest", "read_manifest", "mismatches"]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def weights_digest(weights: Path) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from engines.manifest import mismatches, read_manifest, weights_digest
-from engines.specs import SPECS
+from engines.specs import OPSET, SPECS
 from muvi.errors import MuviError
 
 __all__ = ["BackendUnavailable", "OrtBackend", "onnx_expected"]
@@ -22,8 +22,6 @@ class BackendUnavailable(MuviError):
 
 
 def onnx_expected(weights: Path, name: str) -> dict[str, object]:
-    from export.onnx_export import OPSET
-
     return {"engine": name, "weights_sha256": weights_digest(weights), "opset": OPSET}
 
 

@@ -24,7 +24,9 @@ from torch import nn
 
 from muvi.nn.model import MuVi, ModelConfig
 
-__all__ = ["TensorSpec", "EngineSpec", "SPECS", "spec"]
+__all__ = ["TensorSpec", "EngineSpec", "SPECS", "spec", "OPSET"]
+
+OPSET = 18  # ≥ 17: LayerNormalization is one op, which TensorRT keeps as a normalization layer
 
 DTYPES = {"float32": torch.float32, "int64": torch.int64, "bool": torch.bool}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.specs import EngineSpec
+from engines.specs import OPSET, EngineSpec
 from muvi.errors import MuviError
 from muvi.fileio import atomic_path
 from muvi.nn.model import MuVi
@@ -17,7 +17,6 @@ from muvi.nn.model import MuVi
 __all__ = ["OPSET", "ExportError", "export_onnx", "verify_onnx"]
 
 log = logging.getLogger(__name__)
-OPSET = 18  # ≥ 17: LayerNormalization is one op, which TensorRT keeps as a normalization layer
 
 
 class ExportError(MuviError):

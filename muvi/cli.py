@@ -167,7 +167,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_eval)
 
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "muvi-compact"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "muvi"
 
 
 
@@ -208,6 +208,19 @@ def _clip_timeline(specs: list[str]):  # type: ignore[no-untyped-def]
     return Timeline.sequential(clips, rate=rate)
 
 
+def _args_timeline(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The Timeline of ``VIDEO[@IN-OUT] ...`` or ``--otio FILE`` (exactly one of them)."""
+    from muvi.errors import InvalidInputError
+
+    if bool(args.otio) == bool(args.videos):
+        raise InvalidInputError("give either VIDEO clips or --otio TIMELINE.otio")
+    if args.otio:
+        from muvi.otio_io import read_otio
+
+        return read_otio(args.otio)
+    return _clip_timeline(args.videos)
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -216,14 +229,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from muvi.pipeline import GenerateOptions, Generator
     from muvi.weights import load_checkpoint
 
-    if bool(args.otio) == bool(args.videos):
-        raise InvalidInputError("give either VIDEO clips or --otio TIMELINE.otio")
-    if args.otio:
-        from muvi.otio_io import read_otio
-
-        timeline = read_otio(args.otio)
-    else:
-        timeline = _clip_timeline(args.videos)
+    timeline = _args_timeline(args)
     weights = args.weights or DEFAULT_WEIGHTS
     if not (Path(weights) / "config.json").is_file():
         raise InvalidInputError(f"no model weights at {weights} (pass --weights DIR)")
@@ -346,7 +352,6 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def _cmd_client(args: argparse.Namespace) -> int:
     import grpc
 
-    from muvi.errors import InvalidInputError
     from plugin_server.client import Client
     from plugin_server.v1 import plugin_pb2 as pb
 
@@ -360,14 +365,7 @@ def _cmd_client(args: argparse.Namespace) -> int:
             if args.client_command == "cancel":
                 print(f"{args.request_id}: was {client.cancel(args.request_id)}; cancelled")
                 return 0
-            if bool(args.otio) == bool(args.videos):
-                raise InvalidInputError("give either VIDEO clips or --otio TIMELINE.otio")
-            if args.otio:
-                from muvi.otio_io import read_otio
-
-                timeline = read_otio(args.otio)
-            else:
-                timeline = _clip_timeline(args.videos)
+            timeline = _args_timeline(args)
             opts = pb.GenerateOptions()
             for name in ("style", "mood", "key", "bpm", "seed", "steps", "cfg"):
                 if getattr(args, name) is not None:

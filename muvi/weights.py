@@ -23,13 +23,14 @@ from muvi.errors import CheckpointError
 from muvi.fileio import atomic_write_text
 from muvi.nn.model import ModelConfig, MuVi
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_config", "state_diff", "FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_config", "state_diff", "sha256_file", "FORMAT"]
 
 FORMAT = "muvi-checkpoint/1"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -69,7 +70,7 @@ def save_checkpoint(
         for i, shard in enumerate(shards, 1):
             name = f"model-{i:05d}.safetensors"
             save_file(shard, str(staging / name), metadata={"format": FORMAT})
-            entries.append({"file": name, "sha256": _sha256(staging / name), "tensors": sorted(shard)})
+            entries.append({"file": name, "sha256": sha256_file(staging / name), "tensors": sorted(shard)})
         config = {
             "format": FORMAT,
             "model": model.config.to_json(),
@@ -140,7 +141,7 @@ def load_checkpoint(directory: Path | str, *, device: str = "cpu", verify: bool 
         path = directory / entry["file"]
         if not path.is_file():
             raise CheckpointError(f"{directory}: shard {entry['file']} is missing")
-        if verify and _sha256(path) != entry["sha256"]:
+        if verify and sha256_file(path) != entry["sha256"]:
             raise CheckpointError(f"{path}: sha256 does not match config.json (corrupt or replaced file)")
         state.update(load_file(str(path)))
     diff = state_diff(model.state_dict(), state)

@@ -30,7 +30,9 @@ def test_console_scripts_run(tmp_path: Path) -> None:
     version = subprocess.run([bindir / "muvi", "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("muvi ")
     exp = subprocess.run([bindir / "export-engines"], capture_output=True, text=True)
-    assert exp.returncode == 2 and "--precision" in exp.stdout and "nothing was done" in exp.stderr
+    assert exp.returncode == 2 and "--weights" in exp.stderr  # required: says so
+    helped = subprocess.run([bindir / "export-engines", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "--precision" in helped.stdout and "--builder" in helped.stdout
 
 
 def test_corpus_build_render_and_plot_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
