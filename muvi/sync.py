@@ -169,6 +169,20 @@ def _weight_hit(tempo: TempoMap, acc: Sequence[PlanAccent], tol: Fraction) -> fl
     return sum(a.weight for a, h in zip(acc, _hits(tempo, acc, tol)) if h)
 
 
+def _whole_beats(span: Fraction, spb: Fraction, max_change: float) -> int | None:
+    """The whole number of beats (≥ 1) that fills ``span`` with the smallest tempo change from
+    ``spb``, if that change is within ``max_change`` (both neighbours of span/spb are tried: a
+    span of 6.5 beats fits 7 beats at −7 % when 6 would need +8 %)."""
+    x = span / spb
+    best = None
+    for n in {math.floor(x), math.ceil(x)}:
+        if n >= 1:
+            change = abs(float(span / n / spb) - 1)
+            if change <= max_change and (best is None or change < best[0]):
+                best = (change, n)
+    return None if best is None else best[1]
+
+
 def _bend(tempo: TempoMap, acc: Sequence[PlanAccent], tol: Fraction, max_change: float) -> tuple[TempoMap, int]:
     """Walk the cuts; bend the tempo of a segment so the next cut lands on a beat where it pays."""
     cuts = [a for a in acc if a.kind == "cut"]
@@ -179,12 +193,10 @@ def _bend(tempo: TempoMap, acc: Sequence[PlanAccent], tol: Fraction, max_change:
             continue
         beat_a = round(tempo.beat_at(a.time))
         spb = tempo.seconds_per_beat_at(beat_a)
-        n = round((b.time - tempo.time_at(beat_a)) / spb)
-        if n < 1:
+        n = _whole_beats(b.time - tempo.time_at(beat_a), spb, max_change)
+        if n is None:
             continue
         new_spb = (b.time - tempo.time_at(beat_a)) / n
-        if abs(float(new_spb / spb) - 1) > max_change:
-            continue
         # either the segment [beat_a, beat_a + n) takes new_spb and the old tempo resumes after
         # it, or the new tempo holds from beat_a on (the edit's pace changed): keep what lands more
         kept = [c for c in tempo.changes if c.beat <= beat_a]
@@ -225,13 +237,13 @@ def _through_cuts(tempo: TempoMap, acc: Sequence[PlanAccent], duration: Fraction
     changes = [TempoChange(Fraction(0), base)]
     beat = b0
     for a, b in zip(cuts, cuts[1:]):
-        n = round((b - a) / base)
-        if n < 1:
+        if round((b - a) / base) < 1:
             continue
-        spb = (b - a) / n
-        if abs(float(spb / base) - 1) > max_change:
+        n = _whole_beats(b - a, base, max_change)
+        if n is None:
             changes.append(TempoChange(Fraction(beat), base))
             break
+        spb = (b - a) / n
         changes.append(TempoChange(Fraction(beat), spb))
         beat += n
     else:

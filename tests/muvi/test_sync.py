@@ -66,3 +66,17 @@ def test_bad_input() -> None:
         plan_beats(cuts(1.0), duration=Fraction(5), tolerance=FRAME, bpm=0)
     with pytest.raises(InvalidInputError, match="range"):
         plan_beats(cuts(1.0), duration=Fraction(5), tolerance=FRAME, bpm_range=(150, 100))
+
+
+def test_a_half_beat_span_takes_the_neighbour_within_the_limit() -> None:
+    # at 150 BPM 9.6 → 12.2 s is 6.5 beats: 6 beats would need +8.3 %, 7 beats −7.1 % (allowed)
+    from fractions import Fraction as F
+
+    from muvi.sync import PlanAccent, plan_beats
+
+    cuts = [3.2, 7.6, 9.6, 12.2, 13.4, 17.2, 19.48]  # the photographic footage of benchmarks/footage.py
+    plan = plan_beats([PlanAccent(F(str(c)), 1.0, "cut") for c in cuts], duration=F(23), tolerance=F(1, 25),
+                      bpm_range=(90, 150))
+    assert plan.hit_rate == 1.0 and plan.tempo_changes >= 1
+    for a, b in zip(plan.tempo.changes, plan.tempo.changes[1:]):
+        assert abs(float(b.bpm / a.bpm) - 1) <= 0.2  # gentle: each change within the 8 % bend of the base
