@@ -145,7 +145,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             raise InvalidInputError(f"--baseline takes NAME=DIR, got {spec!r}")
         baselines[name] = Path(path)
     options = EvalOptions(windows=args.windows, sampler_steps=args.steps, cfg=args.cfg, corpus=args.corpus,
-                          cfg_sweep=() if args.no_sweep else EvalOptions().cfg_sweep, sweep_windows=args.sweep_windows)
+                          cfg_sweep=() if args.no_sweep else EvalOptions().cfg_sweep, sweep_windows=args.sweep_windows,
+                          control_windows=args.control_windows)
     report = evaluate(args.weights, args.out, baselines=baselines, options=options)
     print(f"wrote {args.out}/eval.json and {args.out}/EVAL.md (recommended CFG {report['recommended_cfg']})")
     return 0
@@ -164,6 +165,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cfg", type=float, default=None)
     p.add_argument("--no-sweep", action="store_true", help="skip the CFG sweep")
     p.add_argument("--sweep-windows", type=int, default=12)
+    p.add_argument("--control-windows", type=int, default=6,
+                   help="windows for the style-tag and prompt effect measurements (0: skip)")
     p.set_defaults(func=_cmd_eval)
 
 

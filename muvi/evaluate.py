@@ -34,8 +34,9 @@ from muvi.fileio import atomic_write_text
 from muvi.flow import guided_velocity, sample
 from muvi.metrics import accent_hit_rate, beat_scores, frechet_distance, musicality
 from muvi.music.corpus import Corpus
-from muvi.music.keys import Key
+from muvi.music.keys import Key, pitch_class_histogram
 from muvi.music.plot import plot_score
+from muvi.prompt import prompt_tokens
 from muvi.music.score import Score
 from muvi.nn.adaptor import grid_positions
 from muvi.nn.encoders import load_encoder
@@ -60,6 +61,7 @@ class EvalOptions:
     seed: int = 0
     corpus: str | None = None  # default: the corpus in the checkpoint's recipe
     plots: int = 4
+    control_windows: int = 6  # style-tag and prompt effect measurements (0: skip)
 
 
 @dataclass(frozen=True)
@@ -108,8 +110,10 @@ def held_out_windows(model: MuVi, recipe: dict[str, Any], options: EvalOptions) 
 
 @torch.no_grad()
 def generate_for(model: MuVi, window: HeldOutWindow, *, cfg: float, steps: int, seed: int,
-                 style: str | None = "auto", unconditional: bool = False) -> tuple[Score, torch.Tensor]:
-    """Generate a window of music for the window's video (tokens (T, F) and the decoded score)."""
+                 style: str | None = "auto", unconditional: bool = False,
+                 prompt_steps: int = 0) -> tuple[Score, torch.Tensor]:
+    """Generate a window of music for the window's video (tokens (T, F) and the decoded score).
+    ``prompt_steps`` > 0 gives the reference music's first steps as the in-context prompt."""
     spec = model.config.roll
     n = window.positions.shape[0]
     if style == "auto":
@@ -118,11 +122,12 @@ def generate_for(model: MuVi, window: HeldOutWindow, *, cfg: float, steps: int, 
     patches, pos = window.patches[None], window.positions[None]
     cond = model.condition(patches, pos, s, m, torch.tensor([unconditional]))
     unc = model.condition(patches, pos, s, m, torch.tensor([True]))
-    prompt, mask = torch.zeros(1, n, spec.token_dim), torch.zeros(1, n, 1)
+    ptok, pmask = prompt_tokens(window.score.notes, spec, n_steps=n, prefix_steps=prompt_steps)
+    prompt, mask = torch.from_numpy(ptok)[None], torch.from_numpy(pmask)[None]
     fn = guided_velocity(model.dit.velocity, cond=cond, uncond=None if unconditional else unc, scale=cfg,
                          prompt=prompt, prompt_mask=mask)
     noise = torch.randn(1, n, spec.token_dim, generator=torch.Generator().manual_seed(seed))
-    tokens = sample(fn, noise, steps=steps)[0]
+    tokens = sample(fn, noise, steps=steps, prompt=prompt, prompt_mask=mask)[0]
     decoder = model.config.decode_spec
     notes = decoder.decode(decoder.from_tokens(tokens))
     ref = window.score
@@ -213,6 +218,10 @@ def evaluate(weights: Path | str, out: Path | str, *, baselines: dict[str, Path 
                                        seed=options.seed, unconditional=False, audio=True, ref_audio=ref_audio)
         progress(f"cfg {s}: {json.dumps({k: round(v, 3) for k, v in sweep[str(s)].items()})}")
     best = _pick_cfg(sweep) if sweep else cfg
+    effects = controls(model, windows[: options.control_windows], cfg=cfg, steps=options.sampler_steps,
+                       seed=options.seed) if options.control_windows else {}
+    if effects:
+        progress(f"controls: {json.dumps(effects, default=float)}")
     plots = []
     for i, (w, sc) in enumerate(zip(windows[: options.plots], scores)):
         hits = [any(abs(float(a - t)) <= 0.1 + 1e-9 for t in _onset_times(sc)) for a in w.accents]
@@ -222,12 +231,49 @@ def evaluate(weights: Path | str, out: Path | str, *, baselines: dict[str, Path 
     report = {
         "weights": str(weights), "cfg": cfg, "sampler_steps": options.sampler_steps, "windows": len(windows),
         "held_out_pieces": sorted({w.name.split("@")[0] for w in windows}), "rows": rows, "cfg_sweep": sweep,
-        "recommended_cfg": best, "plots": plots, "seconds": round(time.perf_counter() - t0, 1),
+        "recommended_cfg": best, "controls": effects, "plots": plots, "seconds": round(time.perf_counter() - t0, 1),
         "targets": _targets(rows),
     }
     atomic_write_text(out / "eval.json", json.dumps(report, indent=2, default=float))
     atomic_write_text(out / "EVAL.md", _markdown(report))
     return report
+
+
+def controls(model: MuVi, windows: Sequence[HeldOutWindow], *, cfg: float, steps: int, seed: int,
+             styles: tuple[str, str] = ("ambient", "rock")) -> dict[str, Any]:
+    """Does the style tag, and does a prompt, change the music the right way?
+
+    Style: the same videos with a sparse and a busy style tag — drum and total notes per bar
+    should rise from the first to the second, as they do in the corpus. Prompt: the reference
+    music's first 4 bars as the prompt — the continuation's pitch-class histogram should
+    correlate more with the prompt's than an unprompted generation's does."""
+    out: dict[str, Any] = {"windows": len(windows), "styles": list(styles)}
+    dens: dict[str, list[tuple[float, float]]] = {s: [] for s in styles}
+    corr_with, corr_without = [], []
+    for i, w in enumerate(windows):
+        for st in styles:
+            sc, _ = generate_for(model, w, cfg=cfg, steps=steps, seed=seed + i, style=st)
+            mu = musicality(sc, stems=["drums", "bass", "chords", "melody"])
+            dens[st].append((mu["stems"]["drums"]["note_density_per_bar"],
+                             sum(v["note_density_per_bar"] for v in mu["stems"].values())))
+        bar = w.score.steps_per_beat * 4
+        prefix = 4 * bar
+        ref = pitch_class_histogram([n for n in w.score.notes if n.start < prefix])
+        if ref.sum() == 0:
+            continue
+        for p_steps, acc in ((prefix, corr_with), (0, corr_without)):
+            sc, _ = generate_for(model, w, cfg=cfg, steps=steps, seed=seed + i, prompt_steps=p_steps)
+            h = pitch_class_histogram([n for n in sc.notes if n.start >= prefix])
+            acc.append(float(np.corrcoef(h, ref)[0, 1]) if h.sum() > 0 and np.std(h) > 0 else 0.0)
+    for st in styles:
+        out[f"style_{st}"] = {"drum_notes_per_bar": float(np.mean([d for d, _ in dens[st]])),
+                              "notes_per_bar": float(np.mean([t for _, t in dens[st]]))}
+    a, b = out[f"style_{styles[0]}"], out[f"style_{styles[1]}"]
+    out["style_shift_right_way"] = b["drum_notes_per_bar"] > a["drum_notes_per_bar"] and b["notes_per_bar"] > a["notes_per_bar"]
+    out["prompt_pc_correlation"] = {"with_prompt": float(np.mean(corr_with)) if corr_with else math.nan,
+                                    "without_prompt": float(np.mean(corr_without)) if corr_without else math.nan}
+    out["prompt_shift_right_way"] = bool(corr_with) and np.mean(corr_with) > np.mean(corr_without)
+    return out
 
 
 def _pick_cfg(sweep: dict[str, dict[str, float]]) -> float:
@@ -265,6 +311,16 @@ def _markdown(r: dict[str, Any]) -> str:
               "|" + "---|" * (len(cols) + 1)]
     for s, row in r["cfg_sweep"].items():
         lines.append(f"| {s} | " + " | ".join(f"{row.get(c, float('nan')):.3f}" for c in cols) + " |")
+    c = r.get("controls") or {}
+    if c:
+        s0, s1 = c["styles"]
+        lines += ["", f"## Controls ({c['windows']} windows)", "",
+                  f"- style tag {s0} → {s1}: drum notes per bar {c[f'style_{s0}']['drum_notes_per_bar']:.2f} → "
+                  f"{c[f'style_{s1}']['drum_notes_per_bar']:.2f}, all notes per bar {c[f'style_{s0}']['notes_per_bar']:.2f} → "
+                  f"{c[f'style_{s1}']['notes_per_bar']:.2f} ({'shifts the right way' if c['style_shift_right_way'] else 'does NOT shift the right way'})",
+                  f"- prompt (the reference's first 4 bars): pitch-class correlation of the continuation with the prompt "
+                  f"{c['prompt_pc_correlation']['without_prompt']:.2f} without → {c['prompt_pc_correlation']['with_prompt']:.2f} with "
+                  f"({'shifts the right way' if c['prompt_shift_right_way'] else 'does NOT shift the right way'})"]
     lines += ["", "## Targets", ""] + [f"- {k}: {'met' if v else 'NOT met'}" for k, v in r["targets"].items()]
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in r["plots"]]
     return "\n".join(lines) + "\n"

@@ -200,7 +200,7 @@ def test_eval_writes_a_report_on_held_out_pieces(corpus_dir: Path, tmp_path: Pat
     final = Trainer(cfg, progress=False).run()
     model, meta = load_checkpoint(final)
     train, test = split_pieces(Corpus(corpus_dir), held_out=0.2, seed=0)
-    opts = EvalOptions(windows=2, sampler_steps=2, cfg_sweep=(1.0, 3.0), sweep_windows=1, plots=1)
+    opts = EvalOptions(windows=2, sampler_steps=2, cfg_sweep=(1.0, 3.0), sweep_windows=1, plots=1, control_windows=1)
     windows = held_out_windows(model, meta["recipe"], opts)
     names = {Corpus(corpus_dir).pieces[i]["name"] for i in test}
     assert windows and all(w.name.split("@")[0] in names for w in windows)  # only held-out pieces
@@ -212,3 +212,6 @@ def test_eval_writes_a_report_on_held_out_pieces(corpus_dir: Path, tmp_path: Pat
     md = (tmp_path / "report" / "EVAL.md").read_text()
     assert "stand-in" in md and "| muvi |" in md and report["recommended_cfg"] in (1.0, 3.0)
     assert (tmp_path / "report" / report["plots"][0]).is_file()
+    c = report["controls"]
+    assert c["windows"] == 1 and set(c["prompt_pc_correlation"]) == {"with_prompt", "without_prompt"}
+    assert isinstance(c["style_shift_right_way"], bool) and "## Controls" in md
