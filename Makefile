@@ -48,7 +48,7 @@ protos: $(STAMP)
 	$(PY) -m plugin_server.codegen
 
 test: setup
-	$(VENV)/bin/ruff check muvi engines export plugin_server benchmarks tests
+	$(VENV)/bin/ruff check muvi engines export plugin_server benchmarks tests scripts
 	@# librosa compiles its numba kernels on first use (~20 s): once here, not inside a test
 	$(PY) -c "import numpy as np; from muvi.metrics import onset_times; onset_times(np.random.default_rng(0).standard_normal(22050), 22050)"
 	$(PY) -m pytest $(PYTEST_ARGS)

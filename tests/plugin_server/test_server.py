@@ -374,3 +374,24 @@ def test_otio_round_trip_places_every_stem_at_its_time_reference(server: MuviSer
         assert clip_item.media_reference.target_url.endswith(f"/{s.name}.wav")
         # and in the timeline's frames: exactly the selection's first record frame
         assert start.rescaled_to(r.num / r.den).value == pytest.approx(86400, abs=1e-6)
+
+
+def test_reflection_only_behind_its_flag(tmp_path: Path) -> None:
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    for flag in (False, True):
+        cfg = ServerConfig(weights=tmp_path / "unused", port=0, token_file=tmp_path / f"tok{flag}",
+                           output_root=tmp_path / "out", reflection=flag)
+        srv = MuviServer(cfg, load=lambda: Generator(tiny_model())).start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
+        try:
+            db = ProtoReflectionDescriptorDatabase(channel)
+            if flag:
+                assert "muvi.plugin.v1.Muvi" in db.get_services()
+            else:
+                with pytest.raises(grpc.RpcError) as info:
+                    db.get_services()
+                assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        finally:
+            channel.close()
+            srv.stop(grace=1.0)

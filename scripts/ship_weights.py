@@ -1,0 +1,63 @@
+"""Copy a trained checkpoint into weights/ as the shipped model, with the evaluation's CFG.
+
+    python scripts/ship_weights.py --final runs/ship-cpu/final --eval report/eval.json --out weights/muvi
+
+Loads the run's final checkpoint strictly, sets ``recipe.default_cfg`` to the CFG scale the
+evaluation's sweep recommended (what `muvi generate` uses when --cfg is not given), records how
+it was trained (steps per stage, wall time from train_log.csv, hardware), and saves it as
+float32 safetensors shards (≤ 60 MiB each) + config.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from muvi.weights import load_checkpoint, save_checkpoint  # noqa: E402
+
+
+def _training_facts(run: Path) -> dict[str, object]:
+    stages: dict[str, dict[str, float]] = {}
+    log = run / "train_log.csv"
+    if log.is_file():
+        with open(log) as fh:
+            for row in csv.DictReader(fh):
+                s = stages.setdefault(row["stage"], {"last_step": 0, "seconds": 0.0, "_prev": 0.0})
+                step, secs = int(row["step"]), float(row["seconds"])
+                if secs < s["_prev"]:  # a resumed run restarts its clock
+                    s["seconds"] += s["_prev"]
+                s["_prev"], s["last_step"] = secs, max(int(s["last_step"]), step)
+                s["last_loss"] = float(row["loss"])
+        for s in stages.values():
+            s["seconds"] = round(s.pop("seconds") + s.pop("_prev"), 1)
+    return {"stages": stages, "hardware": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU",
+            "python": platform.python_version()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--final", type=Path, required=True)
+    ap.add_argument("--eval", type=Path, required=True, help="eval.json of `muvi eval` on --final")
+    ap.add_argument("--out", type=Path, default=Path("weights/muvi"))
+    args = ap.parse_args()
+    model, meta = load_checkpoint(args.final)
+    report = json.loads(args.eval.read_text())
+    recipe = dict(meta.get("recipe", {}))
+    recipe["default_cfg"] = float(report["recommended_cfg"])
+    recipe["trained"] = _training_facts(args.final.parent)
+    recipe["evaluation"] = {"targets": report["targets"], "rows": report["rows"], "windows": report["windows"]}
+    save_checkpoint(args.out, model, recipe=recipe, data_manifest_sha256=meta.get("data_manifest_sha256"))
+    load_checkpoint(args.out)  # strict round trip
+    print(f"shipped {args.final} → {args.out} (default CFG {recipe['default_cfg']})")
+    print(json.dumps(recipe["trained"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
