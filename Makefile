@@ -61,6 +61,10 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/render.py --corpus
+	$(VENV)/bin/export-engines --weights weights/muvi --builder none
+	$(PY) benchmarks/engines.py
+	$(PY) benchmarks/e2e.py --no-preview
+	$(PY) benchmarks/server.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -5,7 +5,7 @@ peak memory (max RSS), the plain decode floor of the same clip, and the share of
 12 cuts that got a beat within one video frame. Targets (issue 7, 2-core CPU, shipped model):
 total ≤ decode floor + 15 s, peak memory ≤ 3 GB, cut hit rate ≥ 95 %.
 
-    python benchmarks/e2e.py [--weights weights/muvi] [--steps 25]
+    python benchmarks/e2e.py [--weights weights/muvi] [--steps 25] [--backend auto] [--no-preview]
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import bench_clip, emit, machine  # noqa: E402
 from benchmarks.decode import plain_decode  # noqa: E402
+from engines.select import select_backend  # noqa: E402
 from muvi.pipeline import GenerateOptions, Generator  # noqa: E402
+from muvi.weights import load_checkpoint  # noqa: E402
 from muvi.timeline import Timeline, TimeRange  # noqa: E402
 
 
@@ -30,13 +32,15 @@ def main() -> None:
     ap.add_argument("--weights", default=str(Path(__file__).resolve().parents[1] / "weights" / "muvi"))
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--no-preview", action="store_true")
+    ap.add_argument("--backend", default="auto", help="as `muvi generate --backend` (auto: ONNX Runtime when exported)")
     args = ap.parse_args()
     clip = bench_clip()
     t = time.perf_counter()
     plain_decode(clip.path, threaded=False)
     floor = time.perf_counter() - t
     tl = Timeline.sequential([(clip.path, TimeRange.from_frames(0, clip.frame_count, clip.rate))], rate=clip.rate)
-    generator = Generator.from_weights(args.weights)
+    model, meta = load_checkpoint(args.weights)
+    generator = Generator(model, backend=select_backend(args.backend, model, weights=Path(args.weights)), meta=meta)
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
         result = generator.generate(tl, GenerateOptions(style="pop", seed=0, steps=args.steps,
