@@ -68,6 +68,8 @@ class MuviServer:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="muvi-rpc"),
             interceptors=[TokenInterceptor(self.token)], maximum_concurrent_rpcs=config.threads,
+            # no SO_REUSEPORT: a second `muvi serve` on the same port must fail, not share the traffic
+            options=[("grpc.so_reuseport", 0)],
         )
         pb_grpc.add_MuviServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -76,7 +78,10 @@ class MuviServer:
 
             reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         address = f"{config.host}:{config.port}"
-        self.port = self.server.add_insecure_port(address)
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError:  # grpcio raises where older versions returned 0
+            self.port = 0
         if self.port == 0:
             from muvi.errors import InvalidInputError
 

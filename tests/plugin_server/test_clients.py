@@ -87,6 +87,16 @@ def test_node_client_against_muvi_serve(served) -> None:  # type: ignore[no-unty
     assert r.returncode == 2 and "UNAUTHENTICATED" in r.stderr
 
 
+def test_serve_reports_a_port_in_use(served, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from muvi.cli import main
+
+    port = served["address"].rsplit(":", 1)[1]
+    weights = save_checkpoint(tmp_path / "w", tiny_model())
+    code = main(["serve", "--weights", str(weights), "--port", port, "--token-file", str(tmp_path / "t"),
+                 "--output-root", str(tmp_path / "o")])
+    assert code == 2 and "cannot listen" in capsys.readouterr().err
+
+
 def test_sigterm_stops_muvi_serve_cleanly(served) -> None:  # type: ignore[no-untyped-def]
     proc = served["proc"]
     assert oct(os.stat(served["token"]).st_mode & 0o777) == "0o600"
@@ -94,3 +104,4 @@ def test_sigterm_stops_muvi_serve_cleanly(served) -> None:  # type: ignore[no-un
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "stopped" in out
     assert not list(served["out"].glob(".*")), "a staging folder was left behind"
+
