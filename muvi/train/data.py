@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -248,6 +248,17 @@ def collate(batch: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 
 
+_BUILD_SOURCE: Any = None  # the PairedWindows a cache build's forked workers read
+
+
+def _single_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _build_item(key: tuple[int, int]) -> dict[str, torch.Tensor]:
+    return _BUILD_SOURCE[key]
+
+
 class PairedCache(Dataset):
     """Pre-rendered paired windows: ``variants`` synthetic videos per corpus window, encoded once.
 
@@ -291,9 +302,19 @@ class PairedCache(Dataset):
         keys = [(i, v) for i in range(len(self.paired)) for v in range(self.variants)]
         chunks, pos = [], []
         if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                it = pool.map(self.paired.__getitem__, keys, chunksize=16)
-                results = list(tqdm(it, total=len(keys), desc="paired cache", disable=not progress))
+            import multiprocessing
+
+            # the workers inherit the source by fork instead of receiving it pickled with every
+            # chunk of keys (that pickling kept the parent busy and the workers idle)
+            global _BUILD_SOURCE
+            _BUILD_SOURCE = self.paired
+            try:
+                with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                         initializer=_single_thread) as pool:
+                    it = pool.map(_build_item, keys, chunksize=16)
+                    results = list(tqdm(it, total=len(keys), desc="paired cache", disable=not progress))
+            finally:
+                _BUILD_SOURCE = None
         else:
             results = [self.paired[k] for k in tqdm(keys, desc="paired cache", disable=not progress)]
         for r in results:

@@ -92,6 +92,8 @@ def test_paired_cache_serves_what_the_generator_makes(corpus_dir: Path, tmp_path
     stamp = (tmp_path / "cache" / "patches.npy").stat().st_mtime_ns
     PairedCache(pw, tmp_path / "cache", variants=2)  # matching meta: reused, not rebuilt
     assert (tmp_path / "cache" / "patches.npy").stat().st_mtime_ns == stamp
+    parallel = PairedCache(pw, tmp_path / "cache2", variants=2, workers=2)  # forked workers build the same
+    assert np.array_equal(np.asarray(parallel.patches), np.asarray(cache.patches))
 
 
 def test_user_pairs_from_a_folder(tmp_path: Path) -> None:
