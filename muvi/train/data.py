@@ -255,8 +255,11 @@ def _single_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _build_item(key: tuple[int, int]) -> dict[str, torch.Tensor]:
-    return _BUILD_SOURCE[key]
+def _build_item(key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    # plain arrays back to the parent: torch tensors would travel as shared-memory handles, one
+    # per tensor, and thousands of them exhaust the parent's file descriptors
+    item = _BUILD_SOURCE[key]
+    return item["patches"].numpy().astype(np.float16), item["positions"].numpy()
 
 
 class PairedCache(Dataset):
@@ -316,10 +319,14 @@ class PairedCache(Dataset):
             finally:
                 _BUILD_SOURCE = None
         else:
-            results = [self.paired[k] for k in tqdm(keys, desc="paired cache", disable=not progress)]
-        for r in results:
-            chunks.append(r["patches"].numpy().astype(np.float16))
-            pos.append(r["positions"].numpy())
+            _BUILD_SOURCE = self.paired
+            try:
+                results = [_build_item(k) for k in tqdm(keys, desc="paired cache", disable=not progress)]
+            finally:
+                _BUILD_SOURCE = None
+        for patches, positions in results:
+            chunks.append(patches)
+            pos.append(positions)
         offsets = np.cumsum([0] + [len(c) for c in chunks]).astype(np.int64)
         for name, arr in (("patches", np.concatenate(chunks)), ("offsets", offsets), ("positions", np.stack(pos))):
             with atomic_path(self.root / f"{name}.npy") as tmp:
