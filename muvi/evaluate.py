@@ -277,9 +277,14 @@ def controls(model: MuVi, windows: Sequence[HeldOutWindow], *, cfg: float, steps
 
 
 def _pick_cfg(sweep: dict[str, dict[str, float]]) -> float:
-    """Best sync ((BHS + 100·accent hit) / 2) among scales whose music stays in key and full."""
-    ok = {s: r for s, r in sweep.items() if r["in_scale_ratio"] >= 0.95 and r["empty_bar_ratio"] <= 0.05} or sweep
-    return float(max(ok, key=lambda s: ((ok[s].get("bhs", 0) + 100 * ok[s]["accent_hit_rate"]) / 2, -float(s))))
+    """The scale that meets the most quality-and-sync targets (BHS ≥ 60, BCS 90–110, in-scale
+    ≥ 0.95, empty bars ≤ 5 %), then the best sync ((BHS + 100·accent hit) / 2), then the lowest."""
+    def met(r: dict[str, float]) -> int:
+        return sum((r.get("bhs", 0) >= 60, 90 <= r.get("bcs", 0) <= 110, r["in_scale_ratio"] >= 0.95,
+                    r["empty_bar_ratio"] <= 0.05))
+
+    return float(max(sweep, key=lambda s: (met(sweep[s]), (sweep[s].get("bhs", 0) + 100 * sweep[s]["accent_hit_rate"]) / 2,
+                                           -float(s))))
 
 
 def _targets(rows: dict[str, dict[str, float]]) -> dict[str, bool]:
