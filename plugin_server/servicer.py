@@ -14,7 +14,7 @@ import grpc
 
 from muvi import __version__
 from muvi.pipeline import ALL_STEMS, BPM_RANGE, MAX_CFG, MAX_STEPS, GenerateOptions
-from muvi.video import check_timeline
+from muvi.errors import MediaNotFoundError
 from plugin_server import convert
 from plugin_server.jobs import Job, Worker
 from plugin_server.status import status_for
@@ -52,7 +52,9 @@ class MuviServicer(pb_grpc.MuviServicer):
             timeline = convert.timeline_from_proto(request.timeline, max_seconds=self.limits.max_timeline_seconds)
             options = convert.options_from_proto(request.options, self.defaults)
             out = convert.output_dir(self.output_root, request.output_name or rid, overwrite=request.overwrite)
-            check_timeline(timeline)  # missing media / ranges past the end fail now, not after the queue
+            for i, seg in enumerate(timeline.segments):  # a missing file fails now; ranges are probed by the job
+                if not Path(seg.media).is_file():
+                    raise MediaNotFoundError(seg.media, f"file not found (timeline.segments[{i}].media_path)")
             remaining = context.time_remaining()
             job = Job(timeline, options, out, request_id=rid,
                       deadline=None if remaining is None else time.monotonic() + remaining)
