@@ -222,9 +222,9 @@ def _bend(tempo: TempoMap, acc: Sequence[PlanAccent], tol: Fraction, max_change:
 
 
 def _through_cuts(tempo: TempoMap, acc: Sequence[PlanAccent], duration: Fraction, max_change: float) -> tuple[TempoMap, int]:
-    """A map whose beats pass exactly through consecutive cuts: each segment between two cuts
-    gets a whole number of beats at a tempo within ``max_change`` of the base; where a segment
-    cannot, the base tempo carries on from there."""
+    """A map whose beats pass exactly through the cuts: each segment between two cuts gets a
+    whole number of beats at a tempo within ``max_change`` of the base; a cut no segment can
+    reach that way is skipped and the segment extends to the next cut."""
     cuts = sorted({a.time for a in acc if a.kind == "cut" and 0 <= a.time < duration})
     if len(cuts) < 2:
         return tempo, 0
@@ -235,19 +235,18 @@ def _through_cuts(tempo: TempoMap, acc: Sequence[PlanAccent], duration: Fraction
         origin -= base * (origin // base + 1)
         b0 = round((cuts[0] - origin) / base)
     changes = [TempoChange(Fraction(0), base)]
-    beat = b0
-    for a, b in zip(cuts, cuts[1:]):
-        if round((b - a) / base) < 1:
-            continue
-        n = _whole_beats(b - a, base, max_change)
+    beat, anchor = b0, cuts[0]
+    for b in cuts[1:]:
+        # a cut that no whole number of beats from the anchor reaches within the limit (or one
+        # closer than half a beat) is left off the grid; the next segment runs from the anchor
+        # to the following cut, so one awkward gap does not cost every later cut
+        n = _whole_beats(b - anchor, base, max_change) if round((b - anchor) / base) >= 1 else None
         if n is None:
-            changes.append(TempoChange(Fraction(beat), base))
-            break
-        spb = (b - a) / n
-        changes.append(TempoChange(Fraction(beat), spb))
+            continue
+        changes.append(TempoChange(Fraction(beat), (b - anchor) / n))
         beat += n
-    else:
-        changes.append(TempoChange(Fraction(beat), base))
+        anchor = b
+    changes.append(TempoChange(Fraction(beat), base))
     merged = _merge(changes)
     try:
         out = TempoMap(merged, origin, tempo.beats_per_bar, b0 % tempo.beats_per_bar)

@@ -80,3 +80,24 @@ def test_a_half_beat_span_takes_the_neighbour_within_the_limit() -> None:
     assert plan.hit_rate == 1.0 and plan.tempo_changes >= 1
     for a, b in zip(plan.tempo.changes, plan.tempo.changes[1:]):
         assert abs(float(b.bpm / a.bpm) - 1) <= 0.2  # gentle: each change within the 8 % bend of the base
+
+
+def test_one_unreachable_gap_does_not_cost_every_later_cut() -> None:
+    # 10 minutes with a cut every 3–9 s (the joins benchmark's timeline): before, the first gap
+    # that no whole beat count could fill within 8 % left all later cuts off the grid (13 % hit)
+    from fractions import Fraction as F
+
+    import numpy as np
+
+    from muvi.sync import PlanAccent, plan_beats
+
+    rng, t, cuts, n = np.random.default_rng(3), 0, [], 10 * 60 * 25
+    while t < n:
+        t += int(min(rng.integers(75, 225), n - t))
+        if t < n:
+            cuts.append(F(t, 25))
+    plan = plan_beats([PlanAccent(c, 1.0, "cut") for c in cuts], duration=F(n, 25), tolerance=F(1, 25),
+                      bpm_range=(90, 130))
+    assert plan.hit_rate >= 0.95
+    base = plan.tempo.changes[0].bpm
+    assert all(abs(float(c.bpm / base) - 1) <= 0.08 + 1e-9 for c in plan.tempo.changes)
