@@ -21,6 +21,9 @@ class BackendUnavailable(MuviError):
     """A backend cannot run here; the message says why and what to do."""
 
 
+_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
 def onnx_expected(weights: Path, name: str) -> dict[str, object]:
     return {"engine": name, "weights_sha256": weights_digest(weights), "opset": OPSET}
 
@@ -32,28 +35,40 @@ class OrtBackend:
     def __init__(self, engines_dir: Path, weights: Path, *, device: str = "cpu", threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        self.name = f"onnxruntime-{device}"
-        provider = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[device]
-        if provider not in ort.get_available_providers():
-            raise BackendUnavailable(f"{self.name}: ONNX Runtime here has no {provider} "
-                                     f"(install onnxruntime-gpu for CUDA; have {', '.join(ort.get_available_providers())})")
+        paths = self.check(engines_dir, weights, device=device)
+        self.name, self.device = f"onnxruntime-{device}", device
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
-        self.device = device
-        self.sessions = {}
-        for name in SPECS:
-            path = Path(engines_dir) / f"{name}.onnx"
-            if not path.is_file():
-                raise BackendUnavailable(f"{self.name}: no {path.name} in {engines_dir} (run: export-engines --weights "
-                                         f"{weights} --builder none)")
-            bad = mismatches(read_manifest(path.with_suffix(".json")), onnx_expected(weights, name))
-            if bad:
-                raise BackendUnavailable(f"{self.name}: {path} was exported from other weights or settings "
-                                         f"({'; '.join(bad)}); run export-engines --force")
-            self.sessions[name] = ort.InferenceSession(str(path), sess_options=opts, providers=[provider])
+        provider = _PROVIDERS[device]
+        self.sessions = {name: ort.InferenceSession(str(path), sess_options=opts, providers=[provider])
+                         for name, path in paths.items()}
         self._outputs = {name: [o.name for o in s.get_outputs()] for name, s in self.sessions.items()}
+
+    @staticmethod
+    def check(engines_dir: Path, weights: Path, *, device: str = "cpu") -> dict[str, Path]:
+        """The graphs this backend would load; raises :class:`BackendUnavailable` saying why it
+        cannot run (no provider, no graph, a manifest from other weights). Builds no session."""
+        import onnxruntime as ort
+
+        name = f"onnxruntime-{device}"
+        provider = _PROVIDERS[device]
+        if provider not in ort.get_available_providers():
+            raise BackendUnavailable(f"{name}: ONNX Runtime here has no {provider} "
+                                     f"(install onnxruntime-gpu for CUDA; have {', '.join(ort.get_available_providers())})")
+        paths = {}
+        for engine in SPECS:
+            path = Path(engines_dir) / f"{engine}.onnx"
+            if not path.is_file():
+                raise BackendUnavailable(f"{name}: no {path.name} in {engines_dir} (run: export-engines --weights "
+                                         f"{weights} --builder none)")
+            bad = mismatches(read_manifest(path.with_suffix(".json")), onnx_expected(weights, engine))
+            if bad:
+                raise BackendUnavailable(f"{name}: {path} was exported from other weights or settings "
+                                         f"({'; '.join(bad)}); run export-engines --force")
+            paths[engine] = path
+        return paths
 
     def _run(self, name: str, feeds: dict[str, torch.Tensor]) -> list[np.ndarray]:
         return self.sessions[name].run(self._outputs[name], {k: v.detach().cpu().numpy() for k, v in feeds.items()})

@@ -100,14 +100,15 @@ def options_from_proto(msg: pb.GenerateOptions, defaults: GenerateOptions = Gene
         if not p.is_absolute():
             raise FieldError("options.prompt_path", f"must be an absolute path, got {msg.prompt_path!r}")
         changes["prompt"] = p
-    values = {**defaults.__dict__, **changes}
+    for name, value in changes.items():  # each change alone names the field at fault
+        try:
+            GenerateOptions(**{**defaults.__dict__, name: value})
+        except InvalidInputError as exc:
+            raise FieldError(f"options.{name}", str(exc).replace("--", "")) from exc
     try:
-        return GenerateOptions(**values)
-    except InvalidInputError as exc:  # the dataclass names the option as a CLI flag: --bpm
-        text = str(exc).lower()
-        field = next((f"options.{k}" for k in changes if f"--{k}" in text), None) or \
-            next((f"options.{k}" for k in changes if k in text), "options")
-        raise FieldError(field, str(exc).replace("--", "")) from exc
+        return GenerateOptions(**{**defaults.__dict__, **changes})
+    except InvalidInputError as exc:  # a combination (e.g. overlap vs window) rather than one field
+        raise FieldError("options", str(exc).replace("--", "")) from exc
 
 
 def output_dir(root: Path, name: str, *, overwrite: bool) -> Path:
@@ -127,12 +128,13 @@ def output_dir(root: Path, name: str, *, overwrite: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise FieldError("output_name", f"{name!r} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(f"output_name: {name!r} already holds results; set overwrite to replace them")
+        raise AlreadyExistsError(f"output_name: {name!r} already holds results; set overwrite to replace them")
     return out
 
 
-class OutputExistsError(MuviError):
-    """The output folder already holds results and the request did not ask to overwrite."""
+class AlreadyExistsError(MuviError):
+    """The output folder already holds results (and the request did not ask to overwrite), another
+    job writes there, or the request id is already in use."""
 
 
 def progress_event(request_id: str, stage: str, fraction: float, message: str = "") -> pb.GenerateEvent:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 from muvi.errors import Cancelled
 from muvi.pipeline import GenerateOptions, GenerationResult, Generator
 from muvi.timeline import Timeline
+from plugin_server.convert import AlreadyExistsError
 from plugin_server.status import DeadlineExceeded, NotReady, QueueFull
 
 __all__ = ["Job", "Worker"]
@@ -100,13 +101,12 @@ class Worker:
                 raise NotReady("the model failed to load: " + str(self.load_error) if self.load_error
                                else "the model is still loading; retry when the health service says SERVING")
             if job.request_id in self._jobs:
-                raise QueueFull(f"request id {job.request_id!r} is already queued or running")
+                raise AlreadyExistsError(f"request_id: {job.request_id!r} is already queued or running")
             busy = [j.out_dir for j in self._jobs.values()]
             if job.out_dir in busy:
-                from plugin_server.convert import OutputExistsError
-
-                raise OutputExistsError(f"output_name: another job is writing {job.out_dir.name!r}")
-            if len(self._waiting) >= self.max_queue:
+                raise AlreadyExistsError(f"output_name: another job is writing {job.out_dir.name!r}")
+            # a job the idle worker has not picked up yet is the running one, not a waiting one
+            if len(self._waiting) >= self.max_queue + (self._running is None):
                 raise QueueFull(f"the queue is full ({len(self._waiting)} waiting of {self.max_queue}, "
                                 f"1 running); retry later")
             self._waiting.append(job)

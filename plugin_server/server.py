@@ -95,7 +95,7 @@ class MuviServer:
         model, meta = load_checkpoint(self.config.weights)
         generator = Generator(model, backend=select_backend(self.config.backend, model, weights=self.config.weights),
                               meta=meta)
-        self.servicer.describe["backends_available"] = available_backends(model, weights=self.config.weights)
+        self.servicer.describe["backends_available"] = available_backends(self.config.weights)
         return generator
 
     def _describe(self) -> dict[str, object]:

@@ -9,7 +9,7 @@ import grpc
 from muvi.errors import (
     Cancelled, CheckpointError, InvalidInputError, MediaError, MediaNotFoundError, MediaRangeError, MuviError,
 )
-from plugin_server.convert import OutputExistsError
+from plugin_server.convert import AlreadyExistsError
 
 __all__ = ["QueueFull", "NotReady", "DeadlineExceeded", "status_for"]
 
@@ -32,7 +32,7 @@ class DeadlineExceeded(Cancelled):
 _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (MediaNotFoundError, grpc.StatusCode.NOT_FOUND),
     (MediaRangeError, grpc.StatusCode.OUT_OF_RANGE),
-    (OutputExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (MediaError, grpc.StatusCode.INVALID_ARGUMENT),  # unreadable / not media: the request's file is bad
     (QueueFull, grpc.StatusCode.RESOURCE_EXHAUSTED),

@@ -104,7 +104,7 @@ def test_auto_selection_order_and_reasons(exported: dict[str, Path], caplog: pyt
     if not torch.cuda.is_available():
         text = caplog.text
         assert "skipping tensorrt" in text and "skipping onnxruntime-cuda" in text and "skipping torch-cuda" in text
-        assert available_backends(model, weights=exported["weights"], engines_dir=exported["engines"]) == [
+        assert available_backends(exported["weights"], engines_dir=exported["engines"]) == [
             "onnxruntime-cpu", "torch-cpu"]
         assert select_backend("auto", model, weights=exported["weights"],
                               engines_dir=exported["tmp"] / "none").name == "torch-cpu"
