@@ -23,21 +23,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from muvi.weights import load_checkpoint, save_checkpoint  # noqa: E402
 
 
-def _training_facts(run: Path) -> dict[str, object]:
-    stages: dict[str, dict[str, float]] = {}
+def _training_facts(run: Path, stages_cfg: list[dict[str, object]]) -> dict[str, object]:
+    """Steps, wall time and last loss per stage, from the run's train_log.csv.
+
+    Rows are matched to the recipe's stages in order, so a stage name used twice (a continued
+    conditional stage) is reported twice. A stage ends when its last step (steps − 1) is logged,
+    which the trainer always does; a step that goes back otherwise is a resumed run, whose clock
+    restarts."""
+    out: list[dict[str, object]] = []
     log = run / "train_log.csv"
     if log.is_file():
         with open(log) as fh:
-            for row in csv.DictReader(fh):
-                s = stages.setdefault(row["stage"], {"last_step": 0, "seconds": 0.0, "_prev": 0.0})
-                step, secs = int(row["step"]), float(row["seconds"])
-                if secs < s["_prev"]:  # a resumed run restarts its clock
-                    s["seconds"] += s["_prev"]
-                s["_prev"], s["last_step"] = secs, max(int(s["last_step"]), step)
-                s["last_loss"] = float(row["loss"])
-        for s in stages.values():
+            rows = list(csv.DictReader(fh))
+        si, cur = 0, None
+        for row in rows:
+            step, secs = int(row["step"]), float(row["seconds"])
+            while si < len(stages_cfg) and stages_cfg[si]["name"] != row["stage"]:
+                si += 1
+            if si >= len(stages_cfg):
+                raise SystemExit(f"{log}: a row of stage {row['stage']!r} matches no stage of the recipe")
+            if cur is None or cur["index"] != si:
+                cur = {"index": si, "stage": row["stage"], "steps": int(stages_cfg[si]["steps"]),
+                       "batch": int(stages_cfg[si]["batch"]), "seconds": 0.0, "_prev": 0.0}
+                out.append(cur)
+            if secs < cur["_prev"]:
+                cur["seconds"] += cur["_prev"]
+            cur["_prev"], cur["last_loss"] = secs, float(row["loss"])
+            if step == int(stages_cfg[si]["steps"]) - 1:
+                si += 1  # finished: the next row with this name belongs to a later stage
+        for s in out:
             s["seconds"] = round(s.pop("seconds") + s.pop("_prev"), 1)
-    return {"stages": stages, "hardware": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU",
+    return {"stages": out, "hardware": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU",
             "python": platform.python_version()}
 
 
@@ -51,7 +67,7 @@ def main() -> None:
     report = json.loads(args.eval.read_text())
     recipe = dict(meta.get("recipe", {}))
     recipe["default_cfg"] = float(report["recommended_cfg"])
-    recipe["trained"] = _training_facts(args.final.parent)
+    recipe["trained"] = _training_facts(args.final.parent, list(recipe.get("stages", [])))
     recipe["evaluation"] = {"targets": report["targets"], "rows": report["rows"], "windows": report["windows"]}
     save_checkpoint(args.out, model, recipe=recipe, data_manifest_sha256=meta.get("data_manifest_sha256"))
     load_checkpoint(args.out)  # strict round trip

@@ -4,7 +4,15 @@ from fractions import Fraction
 
 import numpy as np
 
-from muvi.analysis import detect_cuts, energy_curve, find_accents, motion_curve, motion_peaks, thumbnails
+from muvi.analysis import (
+    detect_cuts,
+    energy_curve,
+    find_accents,
+    histogram_distance,
+    motion_curve,
+    motion_peaks,
+    thumbnails,
+)
 
 
 def _shot(colour: tuple[int, int, int], n: int, *, size: int = 64, seed: int = 0) -> np.ndarray:
@@ -49,3 +57,29 @@ def test_accents_have_exact_times_and_forced_cuts() -> None:
     assert thumbnails(frames).shape == (24, 32, 32, 3)
     e = energy_curve(motion_curve(frames), 10)
     assert e.max() == 1.0 and motion_peaks(np.zeros(10)) == []
+
+
+def _texture(n: int, *, seed: int, shift: float = 0.0, contrast: float = 40.0, speed: int = 0, size: int = 64) -> np.ndarray:
+    """A smooth grey street-like picture (one palette), panning ``speed`` pixels per frame."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0 : size + n * speed].astype(np.float32)
+    p = rng.uniform(0, 2 * np.pi, 3)
+    g = 115 + contrast * np.sin(x / 7 + p[0]) * np.cos(y / 9 + p[1]) + 15 * np.sin((x + y) / 5 + p[2]) + shift
+    tile = g[..., None] * np.array([1.0, 0.97, 0.92])
+    out = np.stack([tile[:, i * speed : i * speed + size] for i in range(n)])
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def test_cut_between_shots_of_one_palette_during_motion_is_a_cut() -> None:
+    a = _texture(14, seed=5, speed=2)  # a panning shot
+    b = _texture(14, seed=6, contrast=70.0, speed=1)  # another shot of the same street, more contrast
+    frames = np.concatenate([a, b])
+    assert detect_cuts(frames) == [14]
+    assert 0.1 < histogram_distance(frames)[14] < 0.3  # the colour path alone would miss it
+    # both shots panning fast (at the pipeline's 10 fps): the luma change at the cut hardly stands
+    # out from the motion, the colour change does
+    fast = np.concatenate([_texture(14, seed=5, speed=6), _texture(14, seed=6, contrast=70.0, shift=10.0, speed=6)])
+    assert detect_cuts(fast) == [14] and 0.2 < histogram_distance(fast)[14] < 0.3
+    # a dropped frame in the pan (two frames' motion at once) is not a cut, nor is the pan itself
+    drop = np.concatenate([a[:7], a[8:]])
+    assert detect_cuts(drop) == [] and detect_cuts(a) == []
