@@ -84,7 +84,8 @@ def main() -> None:
         "joins_with_a_key_change": sum(1 for r in rows if r["key_change"]),
         "empty_stem_bar_ratio_overall": round(all_empty / max(1, n_bars * len(stems)), 4),
         "key": score.key, "seconds": round(seconds, 1), "timings_s": result.report["timings_s"],
-        "accent_hit_rate_cuts": result.report["accent_hit_rate_cuts"], "per_join": rows, "machine": machine(),
+        "accent_hit_rate_cuts": result.report["accent_hit_rate_cuts"], "join_check": result.report["joins"],
+        "per_join": rows, "machine": machine(),
     }, "joins")
 
 

@@ -28,15 +28,26 @@ def onnx_expected(weights: Path, name: str) -> dict[str, object]:
     return {"engine": name, "weights_sha256": weights_digest(weights), "opset": OPSET}
 
 
+def int8_expected(weights: Path, name: str, source_sha256: str) -> dict[str, object]:
+    """What an int8 CPU graph's manifest must say: these weights, quantised from this fp32 graph."""
+    return {**onnx_expected(weights, name), "precision": "int8", "source_onnx_sha256": source_sha256}
+
+
 class OrtBackend:
     """``onnxruntime-cpu`` or ``onnxruntime-cuda``: runs ``adaptor.onnx`` and ``dit_step.onnx``
-    from ``engines_dir`` after checking their manifests against ``weights``."""
+    from ``engines_dir`` after checking their manifests against ``weights``.
 
-    def __init__(self, engines_dir: Path, weights: Path, *, device: str = "cpu", threads: int | None = None) -> None:
+    On the CPU, ``precision="auto"`` runs an engine's int8 graph (``<engine>.int8.onnx``, from
+    ``export-engines``) where one matches these weights and that fp32 graph, and says so in
+    :attr:`precision`; ``"fp32"`` never does; ``"int8"`` requires it."""
+
+    def __init__(self, engines_dir: Path, weights: Path, *, device: str = "cpu", threads: int | None = None,
+                 precision: str = "auto") -> None:
         import onnxruntime as ort
 
-        paths = self.check(engines_dir, weights, device=device)
+        paths = self.check(engines_dir, weights, device=device, precision=precision)
         self.name, self.device = f"onnxruntime-{device}", device
+        self.precision = "int8" if any(p.name.endswith(".int8.onnx") for p in paths.values()) else "fp32"
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -47,12 +58,14 @@ class OrtBackend:
         self._outputs = {name: [o.name for o in s.get_outputs()] for name, s in self.sessions.items()}
 
     @staticmethod
-    def check(engines_dir: Path, weights: Path, *, device: str = "cpu") -> dict[str, Path]:
+    def check(engines_dir: Path, weights: Path, *, device: str = "cpu", precision: str = "auto") -> dict[str, Path]:
         """The graphs this backend would load; raises :class:`BackendUnavailable` saying why it
         cannot run (no provider, no graph, a manifest from other weights). Builds no session."""
         import onnxruntime as ort
 
         name = f"onnxruntime-{device}"
+        if precision not in ("auto", "fp32", "int8") or (precision == "int8" and device != "cpu"):
+            raise BackendUnavailable(f"{name}: precision {precision!r} is not offered (auto or fp32; int8 on the CPU)")
         provider = _PROVIDERS[device]
         if provider not in ort.get_available_providers():
             raise BackendUnavailable(f"{name}: ONNX Runtime here has no {provider} "
@@ -63,11 +76,24 @@ class OrtBackend:
             if not path.is_file():
                 raise BackendUnavailable(f"{name}: no {path.name} in {engines_dir} (run: export-engines --weights "
                                          f"{weights} --builder none)")
-            bad = mismatches(read_manifest(path.with_suffix(".json")), onnx_expected(weights, engine))
+            manifest = read_manifest(path.with_suffix(".json"))
+            bad = mismatches(manifest, onnx_expected(weights, engine))
             if bad:
                 raise BackendUnavailable(f"{name}: {path} was exported from other weights or settings "
                                          f"({'; '.join(bad)}); run export-engines --force")
             paths[engine] = path
+            q8 = path.with_name(f"{engine}.int8.onnx")
+            if device != "cpu" or precision == "fp32" or not (SPECS[engine].cpu_int8 and (q8.exists() or precision == "int8")):
+                continue
+            why = "missing" if not q8.is_file() else "; ".join(mismatches(
+                read_manifest(q8.with_suffix(".json")),
+                int8_expected(weights, engine, str((manifest or {}).get("onnx_sha256")))))
+            if not why:
+                paths[engine] = q8
+            elif precision == "int8":
+                raise BackendUnavailable(f"{name}: no usable {q8.name} ({why}); run export-engines --cpu-precision int8")
+            else:
+                log.warning("%s: not using %s (%s); running the fp32 graph — export-engines rebuilds it", name, q8, why)
         return paths
 
     def _run(self, name: str, feeds: dict[str, torch.Tensor]) -> list[np.ndarray]:

@@ -45,6 +45,9 @@ class EngineSpec:
     outputs: tuple[TensorSpec, ...]
     module: Callable[[MuVi], nn.Module]  # the torch module with forward(*inputs) → outputs
     fixed: Callable[[ModelConfig], dict[str, int]]  # sizes of the named fixed dims (W, F, P, D)
+    # also write an int8 graph (dynamic quantisation) for the onnxruntime-cpu backend: worth it
+    # where the weights' matrix products dominate (the DiT step), not for the small adaptor
+    cpu_int8: bool = False
 
     @property
     def input_names(self) -> list[str]:
@@ -146,7 +149,7 @@ DIT_STEP = EngineSpec(
         TensorSpec("prompt_mask", "float32", ("batch", "steps", 1)),
     ),
     outputs=(TensorSpec("velocity", "float32", ("batch", "steps", "F")),),
-    module=_DiTStep, fixed=_fixed,
+    module=_DiTStep, fixed=_fixed, cpu_int8=True,
 )
 
 SPECS: dict[str, EngineSpec] = {s.name: s for s in (ADAPTOR, DIT_STEP)}

@@ -14,7 +14,7 @@ from muvi.errors import MuviError
 from muvi.fileio import atomic_path
 from muvi.nn.model import MuVi
 
-__all__ = ["OPSET", "ExportError", "export_onnx", "verify_onnx"]
+__all__ = ["OPSET", "ExportError", "export_onnx", "verify_onnx", "quantize_int8", "INT8_METHOD"]
 
 log = logging.getLogger(__name__)
 
@@ -68,3 +68,28 @@ def verify_onnx(spec: EngineSpec, model: MuVi, path: Path, *, sizes: list[dict[s
             err = max(err, float(np.abs(o - r).max() / max(float(np.abs(r).max()), 1e-6)))
         report[",".join(f"{k}={v}" for k, v in sorted(size.items()))] = err
     return report
+
+
+INT8_METHOD = "dynamic: MatMul/Gemm weights int8 per output channel, activations uint8 per call"
+
+
+def quantize_int8(source: Path, path: Path) -> Path:
+    """Write an int8 copy of the fp32 graph ``source`` to ``path`` (atomically) for ONNX
+    Runtime's CPU provider: weights quantised per output channel ahead of time, activations
+    quantised on the fly (VNNI / AVX-512 integer kernels). No calibration data is needed."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser's "consider pre-processing" notice on the root logger
+    try:
+        with atomic_path(Path(path)) as tmp:
+            try:
+                quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                                 op_types_to_quantize=["MatMul", "Gemm"])
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ExportError(f"{Path(source).name}: int8 quantisation failed: {first}") from exc
+    finally:
+        root.setLevel(level)
+    return Path(path)

@@ -164,7 +164,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=25, help="sampler steps")
     p.add_argument("--cfg", type=float, default=None)
     p.add_argument("--no-sweep", action="store_true", help="skip the CFG sweep")
-    p.add_argument("--sweep-windows", type=int, default=12)
+    p.add_argument("--sweep-windows", type=int, default=None, help="windows for the CFG sweep (default: all)")
     p.add_argument("--control-windows", type=int, default=6,
                    help="windows for the style-tag and prompt effect measurements (0: skip)")
     p.set_defaults(func=_cmd_eval)

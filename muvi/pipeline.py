@@ -5,7 +5,9 @@ Stages (each timed, each reported through ``progress(stage, fraction)``):
 ``decode`` frames at 10 fps → ``analysis`` cuts (segment boundaries always) and motion peaks →
 ``plan`` the beat grid (:mod:`muvi.sync`) → ``encode`` visual tokens → ``sampling`` window by
 window (16 bars, 4 bars overlap: each window after the first gets the end of the previous one
-as its in-context prompt, the first one the user's prompt) → ``notes`` (decode, transpose from
+as its in-context prompt, the first one the user's prompt; a window whose bars at a join leave
+a stem that plays through it silent is sampled again with the next seed, up to
+``JOIN_TRIES`` times, keeping the best — ``report.json`` says how often) → ``notes`` (decode, transpose from
 the model's common tonic to the key, snap to the scale) → ``render`` (FluidSynth per stem) →
 ``write`` (Broadcast-WAV stems + mix, MIDI, beats.json, report.json, roll.png, preview.mp4).
 
@@ -59,6 +61,7 @@ ALL_STEMS = ("drums", "bass", "chords", "melody")
 BPM_RANGE = (40.0, 240.0)  # a pinned tempo
 MAX_CFG = 15.0
 MAX_STEPS = 200
+JOIN_TRIES = 4  # samples per window at most while a join leaves a playing stem silent for a bar
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,7 @@ class Generator:
         user_prompt = load_prompt(options.prompt, steps_per_beat=spb) if options.prompt else None
 
         t = time.perf_counter()
-        tokens, t_cond = self._sample_windows(
+        tokens, t_cond, joins = self._sample_windows(
             patches, positions, style_i, mood_i, options=options, cfg=cfg, n_steps=n_steps, bar=bar,
             user_prompt=user_prompt, progress=prog, should_stop=should_stop,
         )
@@ -226,10 +229,12 @@ class Generator:
         report = {
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
             "style": style, "key": key.name, "cfg": cfg, "seed": options.seed, "backend": self.backend.name,
-            "weights": self.meta.get("recipe", {}).get("out"), "timeline": {
+            "backend_precision": getattr(self.backend, "precision", "fp32"),
+            "weights": self.meta.get("loaded_from"), "training_run": self.meta.get("recipe", {}).get("out"), "timeline": {
                 "rate": str(timeline.rate), "start_frame": timeline.start.value, "frames": timeline.duration.value,
                 "segments": len(timeline.segments), "time_reference_samples": start_sample, "samples": n_samples},
             "tempo": {"bpm": plan.bpm, "changes": len(tempo.changes) - 1, "beats_per_bar": tempo.beats_per_bar},
+            "joins": joins,
             "accent_hit_rate_cuts": hits, "accent_hit_rate_all": plan.hit_rate,
             "musicality": musicality(score, key=key, stems=list(options.stems)),
         }
@@ -271,16 +276,17 @@ class Generator:
         self, patches: torch.Tensor, positions: torch.Tensor, style_i: torch.Tensor, mood_i: torch.Tensor, *,
         options: GenerateOptions, cfg: float, n_steps: int, bar: int, user_prompt: Score | None,
         progress: Callable[[str, float], None], should_stop: Callable[[], bool] | None,
-    ) -> tuple[np.ndarray, float]:
+    ) -> tuple[np.ndarray, float, dict[str, int]]:
         """Sample the whole roll window by window; each window after the first is prompted with
-        the end of the previous one. Returns the tokens (n_steps, F) and the time spent in the
-        adaptor (conditioning)."""
+        the end of the previous one. Returns the tokens (n_steps, F), the time spent in the
+        adaptor (conditioning) and what the join check did."""
         spec = self.model.config.roll
         win, ov = options.window_bars * bar, options.overlap_bars * bar
         tokens = np.zeros((n_steps, spec.token_dim), np.float32)
         starts = list(range(0, max(1, n_steps - ov), win - ov)) or [0]
         prev: np.ndarray | None = None
         t_cond = 0.0
+        joins = {"windows": len(starts), "retries": 0, "silent_stem_bars_left": 0}
         for k, s0 in enumerate(starts):
             s1 = min(n_steps, s0 + win)
             n = s1 - s0
@@ -297,17 +303,56 @@ class Generator:
                 ptok, pmask = np.zeros((n, spec.token_dim), np.float32), np.zeros((n, 1), np.float32)
             prompt, mask = torch.from_numpy(ptok)[None], torch.from_numpy(pmask)[None]
             fn = guided_velocity(self.backend.velocity, cond=cond, uncond=unc, scale=cfg, prompt=prompt, prompt_mask=mask)
-            noise = torch.randn(1, n, spec.token_dim, generator=torch.Generator().manual_seed(options.seed * 1000 + k))
+            keep = 0 if k == 0 else int(pmask.sum())
 
             def step_progress(i: int, total: int, k: int = k) -> None:
                 progress("sampling", (k + i / total) / len(starts))
 
-            out = sample(fn, noise, steps=options.steps, method=options.sampler, prompt=prompt, prompt_mask=mask,
-                         progress=step_progress, should_stop=should_stop)[0].numpy()
-            keep = 0 if k == 0 else int(pmask.sum())
+            # a window that meets another is sampled again (next seed) while a stem that plays
+            # through it falls silent for a bar at the join; the best try is kept
+            tries = JOIN_TRIES if len(starts) > 1 else 1
+            best: tuple[int, np.ndarray] | None = None
+            for attempt in range(tries):
+                gen = torch.Generator().manual_seed(options.seed * 1000 + k + 100_000 * attempt)
+                noise = torch.randn(1, n, spec.token_dim, generator=gen)
+                out = sample(fn, noise, steps=options.steps, method=options.sampler, prompt=prompt, prompt_mask=mask,
+                             progress=step_progress if attempt == 0 else None, should_stop=should_stop)[0].numpy()
+                gaps = join_gaps(out, self.model.config.decode_spec, bar=bar, stems=options.stems,
+                                 head=keep if k > 0 else None, tail=k + 1 < len(starts)) if tries > 1 else 0
+                if best is None or gaps < best[0]:
+                    best = (gaps, out)
+                if gaps == 0:
+                    break
+                joins["retries"] += attempt + 1 < tries
+            assert best is not None
+            joins["silent_stem_bars_left"] += best[0]
+            out = best[1]
             tokens[s0 + keep : s1] = out[keep:]
             prev = out
-        return tokens, t_cond
+        return tokens, t_cond, joins
+
+def join_gaps(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str], head: int | None,
+              tail: bool) -> int:
+    """Silent stem-bars where a window meets its neighbours: the first two bars it writes after
+    the prompt (``head``: the prompt's length in steps) and, when another window follows, its
+    last two bars (they become that window's prompt). Only stems that play in at least half of
+    the window's bars count — a stem the music leaves out is not a gap."""
+    n_bars = window.shape[0] // bar
+    if n_bars < 2:
+        return 0
+    counts: dict[str, np.ndarray] = {s: np.zeros(n_bars, int) for s in stems}
+    for note in spec.decode(spec.from_tokens(window)):
+        b = note.start // bar
+        if note.stem in counts and b < n_bars:
+            counts[note.stem][b] += 1
+    check: set[int] = set()
+    if head is not None:
+        first = head // bar
+        check |= {b for b in (first, first + 1) if b < n_bars}
+    if tail:
+        check |= {n_bars - 2, n_bars - 1}
+    return sum(int(c[b] == 0) for c in counts.values() if (c > 0).mean() >= 0.5 for b in check)
+
 
 def refine_cut_times(timeline: Timeline, accents: list[Accent], exact: set[int], times: Sequence[Fraction]) -> list[Accent]:
     """Detected cuts are known to the 10 fps sample that first shows the new shot — up to 100 ms

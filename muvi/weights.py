@@ -148,4 +148,5 @@ def load_checkpoint(directory: Path | str, *, device: str = "cpu", verify: bool 
     if diff:
         raise CheckpointError(f"{directory}: weights do not fit the model: {diff}")
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    config["loaded_from"] = str(directory)  # not part of the file: where this copy came from
     return model.to(device).eval(), config

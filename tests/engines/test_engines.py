@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -62,13 +63,39 @@ def test_export_verifies_every_graph_and_writes_manifests(exported: dict[str, Pa
 
 def test_onnxruntime_backend_matches_torch_per_call(exported: dict[str, Path]) -> None:
     model, _ = load_checkpoint(exported["weights"])
-    ort_b, torch_b = OrtBackend(exported["engines"], exported["weights"]), TorchBackend(model)
+    torch_b = TorchBackend(model)
+    fp32 = OrtBackend(exported["engines"], exported["weights"], precision="fp32")
+    int8 = OrtBackend(exported["engines"], exported["weights"])  # auto: the int8 DiT graph on the CPU
+    assert (fp32.precision, int8.precision) == ("fp32", "int8")
     for name, call in (("adaptor", "condition"), ("dit_step", "velocity")):
         x = SPECS[name].sample_inputs(model.config, sizes={"batch": 2, "steps": 48, "frames": 30},
                                       generator=torch.Generator().manual_seed(9))
-        a, b = getattr(ort_b, call)(*x), getattr(torch_b, call)(*x)
-        for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+        a, b, c = getattr(fp32, call)(*x), getattr(torch_b, call)(*x), getattr(int8, call)(*x)
+        for u, v, w in zip(*((r if isinstance(r, tuple) else (r,)) for r in (a, b, c))):
             assert torch.allclose(u, v, atol=1e-4, rtol=1e-4)
+            assert float((w - v).abs().max() / v.abs().max()) < 0.05  # int8: close, not equal
+            assert name == "dit_step" or torch.equal(w, u)  # the adaptor stays fp32
+
+
+def test_int8_graph_is_checked_and_can_be_left_out(exported: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
+    engines, weights = exported["engines"], exported["weights"]
+    manifest = json.loads((engines / "dit_step.int8.json").read_text())
+    assert manifest["precision"] == "int8" and max(manifest["verify_max_rel_error"].values()) < 0.05
+    assert manifest["source_onnx_sha256"] == json.loads((engines / "dit_step.json").read_text())["onnx_sha256"]
+    assert not (engines / "adaptor.int8.onnx").exists()
+    copy = exported["tmp"] / "int8-copy"
+    shutil.copytree(engines, copy)
+    bad = {**manifest, "source_onnx_sha256": "0" * 64}  # quantised from another fp32 graph
+    (copy / "dit_step.int8.json").write_text(json.dumps(bad))
+    with caplog.at_level(logging.WARNING, logger="engines.ort_backend"):
+        assert OrtBackend(copy, weights).precision == "fp32"
+    assert "not using" in caplog.text and "source_onnx_sha256" in caplog.text
+    with pytest.raises(BackendUnavailable, match="no usable dit_step.int8.onnx"):
+        OrtBackend(copy, weights, precision="int8")
+    export_all(weights, copy, precision="bf16", builder="none", force=False, cpu_precision="fp32",
+               progress=lambda m: None)
+    assert not (copy / "dit_step.int8.onnx").exists() and not (copy / "dit_step.int8.json").exists()
+    assert OrtBackend(copy, weights).precision == "fp32"
 
 
 def test_torch_and_onnxruntime_make_the_same_notes_for_the_demo_clip(exported: dict[str, Path]) -> None:
@@ -85,6 +112,7 @@ def test_torch_and_onnxruntime_make_the_same_notes_for_the_demo_clip(exported: d
     agree = float((rolls[0] == rolls[1]).mean())
     assert agree >= 0.99 and len(results["torch-cpu"].score.notes) > 0
     assert results["onnxruntime-cpu"].report["backend"] == "onnxruntime-cpu"
+    assert results["onnxruntime-cpu"].report["backend_precision"] == "int8"  # what auto runs on a CPU
 
 
 def test_a_graph_from_other_weights_is_never_used(exported: dict[str, Path]) -> None:

@@ -83,3 +83,20 @@ def test_bad_input_and_cancel_leave_nothing(clip: Path, generator: Generator, tm
         generator.generate(_timeline(clip), GenerateOptions(steps=4), tmp_path / "y", should_stop=lambda: next(calls) > 2)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_join_gaps_counts_silent_bars_of_playing_stems_at_joins() -> None:
+    from muvi.music.score import Note
+    from muvi.pipeline import join_gaps
+
+    spec = tiny_model().config.decode_spec
+    bar, n_bars = 16, 8
+    bass = [Note(b * bar, 40, b * bar + 8, stem="bass") for b in range(n_bars) if b not in (4, 7)]
+    melody = [Note(2 * bar, 72, 2 * bar + 4, stem="melody")]  # plays in one bar: not a gap elsewhere
+    window = spec.to_tokens(spec.encode(bass + melody, n_bars * bar))
+    stems = ("drums", "bass", "chords", "melody")
+    # head after a 4-bar prompt checks bars 4 and 5; the tail checks bars 6 and 7
+    assert join_gaps(window, spec, bar=bar, stems=stems, head=4 * bar, tail=False) == 1
+    assert join_gaps(window, spec, bar=bar, stems=stems, head=4 * bar, tail=True) == 2
+    assert join_gaps(window, spec, bar=bar, stems=stems, head=None, tail=False) == 0
+    assert join_gaps(window, spec, bar=bar, stems=("melody",), head=4 * bar, tail=True) == 0

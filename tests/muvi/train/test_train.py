@@ -209,8 +209,10 @@ def test_eval_writes_a_report_on_held_out_pieces(corpus_dir: Path, tmp_path: Pat
     report = evaluate(final, tmp_path / "report", baselines={"unconditional": final}, options=opts, progress=lambda m: None)
     assert set(report["rows"]) == {"muvi", "unconditional"} and set(report["cfg_sweep"]) == {"1.0", "3.0"}
     row = report["rows"]["muvi"]
-    for k in ("bcs", "bhs", "sim", "accent_hit_rate", "in_scale_ratio", "empty_bar_ratio", "fd_stand_in"):
+    for k in ("bcs", "bhs", "sim", "accent_hit_rate", "in_scale_ratio", "empty_bar_ratio", "fd_stand_in",
+              "bcs_window_mean", "bhs_window_mean"):
         assert k in row
+    assert report["cfg"] == report["recommended_cfg"]  # the table is at the sweep's pick
     md = (tmp_path / "report" / "EVAL.md").read_text()
     assert "stand-in" in md and "| muvi |" in md and report["recommended_cfg"] in (1.0, 3.0)
     assert (tmp_path / "report" / report["plots"][0]).is_file()
