@@ -5,7 +5,11 @@ and the adaptor, for every backend that can run here.
 adaptor sees 600 frames (60 s at 10 fps). Targets: on the 2-core CPU, onnxruntime-cpu ≥ 1.3×
 faster than torch-cpu for sampling; on an H100, sampling ≤ 50 ms with the best backend.
 
-    python benchmarks/engines.py [--weights weights/muvi] [--engines DIR] [--export] [--repeats 3]
+    python benchmarks/engines.py [--weights weights/muvi] [--engines DIR] [--export] [--repeats 3] [--no-parity]
+
+onnxruntime-cpu runs the int8 DiT graph where export-engines wrote one; its fp32 graph is then
+timed too (onnxruntime-cpu-fp32). Unless --no-parity, every CPU backend also generates the
+demo clip and its notes are compared with torch-cpu's.
 """
 
 from __future__ import annotations
@@ -50,25 +54,31 @@ def main() -> None:
     ap.add_argument("--export", action="store_true", help="run export-engines first (ONNX only; plans where possible)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--no-parity", dest="parity", action="store_false",
+                    help="skip generating the demo clip with each CPU backend to compare notes")
     args = ap.parse_args()
     engines_dir = args.engines or default_engine_dir(args.weights)
     if args.export:
         from export.cli import export_all
 
         export_all(args.weights, engines_dir, precision="bf16", builder="auto", force=False)
-    model, _ = load_checkpoint(args.weights)
+    model, meta = load_checkpoint(args.weights)
     cfg = model.config
     T = 480
     g = torch.Generator().manual_seed(0)
     step_in = SPECS["dit_step"].sample_inputs(cfg, sizes={"batch": 2, "steps": T}, generator=g)
     adapt_in = SPECS["adaptor"].sample_inputs(cfg, sizes={"batch": 1, "steps": T, "frames": 600}, generator=g)
-    rows, skipped = {}, {}
+    rows, skipped, made = {}, {}, {}
     for name in AUTO_ORDER:
         try:
-            backend = make_backend(name, model, weights=args.weights, engines_dir=engines_dir)
+            made[name] = make_backend(name, model, weights=args.weights, engines_dir=engines_dir)
         except (MuviError, ImportError) as exc:
             skipped[name] = str(exc)
-            continue
+    if getattr(made.get("onnxruntime-cpu"), "precision", "fp32") == "int8":  # also the fp32 graph, for comparison
+        from engines.ort_backend import OrtBackend
+
+        made["onnxruntime-cpu-fp32"] = OrtBackend(engines_dir, args.weights, precision="fp32")
+    for name, backend in made.items():
         cond = backend.condition(*adapt_in)
         unc = backend.condition(*adapt_in[:4], torch.tensor([True]))
         prompt, mask = torch.zeros(1, T, cfg.roll.token_dim), torch.zeros(1, T, 1)
@@ -79,6 +89,7 @@ def main() -> None:
             sample(fn, noise, steps=args.steps)
 
         rows[name] = {
+            "precision": getattr(backend, "precision", "fp32"),
             "dit_step_ms": round(1000 * _time(lambda: backend.velocity(*step_in), args.repeats * 3), 2),
             "sampling_60s_ms": round(1000 * _time(full, args.repeats), 1),
             "adaptor_ms": round(1000 * _time(lambda: backend.condition(*adapt_in), args.repeats * 3), 2),
@@ -91,7 +102,39 @@ def main() -> None:
         result["onnxruntime_cpu_speedup_sampling"] = round(
             rows["torch-cpu"]["sampling_60s_ms"] / rows["onnxruntime-cpu"]["sampling_60s_ms"], 2)
         result["target_cpu_speedup"] = 1.3
+    if args.parity:
+        result["parity_demo_clip"] = parity(model, meta, {k: v for k, v in made.items() if not k.endswith("cuda")
+                                                          and k != "tensorrt"})
     emit(result, "engines")
+
+
+def parity(model, meta, backends: dict) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
+    """Each backend against torch-cpu on the demo clip (what `muvi demo` makes; seed 11, pop):
+    the share of roll cells that agree (the issue's measure, mostly silent cells) and the F1 of
+    notes matched exactly (stem, pitch, onset) — the stricter view."""
+    import tempfile
+
+    from muvi.media_gen import write_demo_clip
+    from muvi.pipeline import GenerateOptions, Generator
+    from muvi.timeline import Timeline, TimeRange
+
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        demo = write_demo_clip(Path(tmp) / "demo.mp4")
+        tl = Timeline.sequential([(demo.path, TimeRange.from_frames(0, demo.frame_count, demo.rate))], rate=demo.rate)
+        opts = GenerateOptions(style="pop", seed=11, preview=False)
+        scores = {name: Generator(model, backend=b, meta=meta).generate(tl, opts, Path(tmp) / name).score
+                  for name, b in backends.items()}
+    spec = model.config.roll
+    ref = scores["torch-cpu"]
+    ref_roll, ref_notes = spec.encode(ref.notes, ref.n_steps), {(n.stem, n.pitch, n.start) for n in ref.notes}
+    for name, sc in scores.items():
+        notes = {(n.stem, n.pitch, n.start) for n in sc.notes}
+        both = len(notes & ref_notes)
+        f1 = 2 * both / (len(notes) + len(ref_notes)) if notes or ref_notes else 1.0
+        out[name] = {"roll_cells_agree": round(float((spec.encode(sc.notes, sc.n_steps) == ref_roll).mean()), 4),
+                     "note_f1": round(f1, 4), "notes": len(notes)}
+    return out
 
 
 if __name__ == "__main__":

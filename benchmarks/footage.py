@@ -161,7 +161,7 @@ def main() -> None:
         "tempo": report["tempo"], "style": report["style"], "key": report["key"], "backend": report["backend"],
         "musicality": report["musicality"], "timings_s": report["timings_s"], "outputs": str(result),
         "machine": machine(),
-    }, "footage")
+    }, "footage-real" if args.clips else "footage")
 
 
 if __name__ == "__main__":

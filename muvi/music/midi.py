@@ -187,6 +187,15 @@ def _tempo_events(tempo: TempoMap, n_beats: int) -> list[tuple[int, int]]:
     return events
 
 
+# the spellings a MIDI key signature can carry (at most 7 sharps or flats): D♭ major but C♯ minor
+_MAJOR_NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+_MINOR_NAMES = ("Cm", "C#m", "Dm", "Ebm", "Em", "Fm", "F#m", "Gm", "G#m", "Am", "Bbm", "Bm")
+
+
+def _midi_key_name(tonic: int, mode: str) -> str:
+    return (_MINOR_NAMES if mode == "minor" else _MAJOR_NAMES)[tonic % 12]
+
+
 def _score_tracks(score: Score, stems: Sequence[str]) -> list[Any]:
     mido = _mido()
     if score.steps_per_beat <= 0 or PPQ % score.steps_per_beat:
@@ -198,8 +207,7 @@ def _score_tracks(score: Score, stems: Sequence[str]) -> list[Any]:
     meta.append(mido.MetaMessage("time_signature", numerator=score.tempo.beats_per_bar, denominator=4, time=0))
     if score.key:
         k = Key.parse(score.key)
-        names = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-        meta.append(mido.MetaMessage("key_signature", key=names[k.tonic] + ("m" if k.mode == "minor" else ""), time=0))
+        meta.append(mido.MetaMessage("key_signature", key=_midi_key_name(k.tonic, k.mode), time=0))
     tick = 0
     for t, us in _tempo_events(score.tempo, n_beats):
         meta.append(mido.MetaMessage("set_tempo", tempo=us, time=t - tick))

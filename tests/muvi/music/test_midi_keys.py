@@ -106,3 +106,16 @@ def test_keys_transpose_snap() -> None:
     assert [n.pitch for n in snapped] == [60, 65, 37]
     assert normalise_key_shift(Key(7)) == 5 and normalise_key_shift(Key(5)) == -5 and normalise_key_shift(Key(6)) == -6
     assert Key(9, "minor").contains(68) and not Key(9, "minor").contains(66)
+
+
+def test_every_key_can_be_written_as_a_key_signature() -> None:
+    import mido
+
+    from muvi.music.keys import Key
+    from muvi.music.midi import _midi_key_name
+
+    for tonic in range(12):
+        for mode in ("major", "minor"):
+            name = _midi_key_name(tonic, mode)
+            mido.MetaMessage("key_signature", key=name)  # raises on a spelling MIDI cannot carry (e.g. 'Dbm')
+            assert Key.parse(name) == Key(tonic, mode)
