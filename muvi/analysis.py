@@ -137,15 +137,13 @@ def detect_cuts(
     return sorted(cuts)
 
 
-def _luma_change(frames: np.ndarray, *, visible: float | None = None) -> np.ndarray:
-    """(T,) mean absolute luma change per frame at 32×32, in 0..1 (0 at t=0); with ``visible``,
-    instead the share of cells whose luma changed by more than that."""
+def _luma_diffs(frames: np.ndarray) -> np.ndarray:
+    """(T, 32, 32) absolute luma change of each 32×32 cell from the previous frame, in 0..1 (0 at t=0)."""
     small = thumbnails(frames, 32)
     luma = (0.299 * small[..., 0] + 0.587 * small[..., 1] + 0.114 * small[..., 2]) / 255.0
-    m = np.zeros(len(frames), np.float32)
-    diff = np.abs(luma[1:] - luma[:-1])
-    m[1:] = (diff > visible).mean(axis=(1, 2)) if visible is not None else diff.mean(axis=(1, 2))
-    return m
+    d = np.zeros(luma.shape, np.float32)
+    d[1:] = np.abs(luma[1:] - luma[:-1])
+    return d
 
 
 def _isolated(x: np.ndarray, i: int, radius: int) -> bool:
@@ -159,8 +157,9 @@ def _isolated(x: np.ndarray, i: int, radius: int) -> bool:
 def _structural_spikes(frames: np.ndarray, d: np.ndarray, *, radius: int = 6, floor: float = 0.06,
                        min_colour: float = 0.1, colour_floor: float = 0.2, min_spread: float = 0.6) -> np.ndarray:
     """(T,) bool: the picture changes on this frame alone (see the module docstring)."""
-    m = _luma_change(frames)
-    spread = _luma_change(frames, visible=0.05)
+    cells = _luma_diffs(frames)
+    m = cells.mean(axis=(1, 2))
+    spread = (cells > 0.05).mean(axis=(1, 2))
     out = np.zeros(len(m), bool)
     for i in range(1, len(m)):
         if d[i] < min_colour or spread[i] < min_spread:
@@ -172,7 +171,7 @@ def _structural_spikes(frames: np.ndarray, d: np.ndarray, *, radius: int = 6, fl
 def motion_curve(frames: np.ndarray, cuts: Sequence[int] = ()) -> np.ndarray:
     """(T,) mean absolute luma change per frame at 32×32 (in 0..1); cut frames take their
     neighbours' value."""
-    m = _luma_change(frames)
+    m = _luma_diffs(frames).mean(axis=(1, 2))
     for c in cuts:
         if 0 < c < len(m):
             nb = [m[j] for j in (c - 1, c + 1) if 0 < j < len(m) and j not in cuts]
