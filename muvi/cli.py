@@ -146,9 +146,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         baselines[name] = Path(path)
     options = EvalOptions(windows=args.windows, sampler_steps=args.steps, cfg=args.cfg, corpus=args.corpus,
                           cfg_sweep=() if args.no_sweep else EvalOptions().cfg_sweep, sweep_windows=args.sweep_windows,
-                          control_windows=args.control_windows)
+                          control_windows=args.control_windows, calibrate=args.calibrate,
+                          calibrate_windows=args.calibrate_windows)
+    if args.calibrate_windows < 1:
+        raise InvalidInputError(f"--calibrate-windows must be ≥ 1, got {args.calibrate_windows}")
     report = evaluate(args.weights, args.out, baselines=baselines, options=options)
-    print(f"wrote {args.out}/eval.json and {args.out}/EVAL.md (recommended CFG {report['recommended_cfg']})")
+    print(f"wrote {args.out}/eval.json and {args.out}/EVAL.md (recommended CFG {report['recommended_cfg']}, "
+          f"note odds {report['note_odds']:g})")
     return 0
 
 
@@ -160,12 +164,16 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="another checkpoint to score the same way; a name starting 'unconditional' samples without "
                         "the video (e.g. unconditional-pretrain=runs/x/stage1)")
     p.add_argument("--corpus", default=None, help="corpus folder (default: the one in the weights' recipe)")
-    p.add_argument("--windows", type=int, default=24)
+    p.add_argument("--windows", type=int, default=48)
     p.add_argument("--steps", type=int, default=25, help="sampler steps")
     p.add_argument("--cfg", type=float, default=None)
     p.add_argument("--no-sweep", action="store_true", help="skip the CFG sweep")
     p.add_argument("--sweep-windows", type=int, default=None, help="windows for the CFG sweep (default: all)")
-    p.add_argument("--control-windows", type=int, default=6,
+    p.add_argument("--calibrate", action="store_true",
+                   help="first calibrate the sampling note odds on training windows (the report records the value; "
+                        "scripts/ship_weights.py ships it)")
+    p.add_argument("--calibrate-windows", type=int, default=48, help="training windows for --calibrate")
+    p.add_argument("--control-windows", type=int, default=12,
                    help="windows for the style-tag and prompt effect measurements (0: skip)")
     p.set_defaults(func=_cmd_eval)
 

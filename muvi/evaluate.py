@@ -46,14 +46,14 @@ from muvi.train.data import CorpusWindows, item_rng, split_pieces
 from muvi.train.synthvideo import render_paired_video
 from muvi.weights import load_checkpoint
 
-__all__ = ["EvalOptions", "HeldOutWindow", "held_out_windows", "generate_for", "evaluate"]
+__all__ = ["EvalOptions", "HeldOutWindow", "held_out_windows", "generate_for", "calibrate_note_odds", "evaluate"]
 
 FPS = Fraction(10)
 
 
 @dataclass(frozen=True)
 class EvalOptions:
-    windows: int = 24
+    windows: int = 48
     sampler_steps: int = 25
     cfg: float | None = None  # None: the checkpoint's default, else 3.0
     cfg_sweep: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
@@ -61,7 +61,9 @@ class EvalOptions:
     seed: int = 0
     corpus: str | None = None  # default: the corpus in the checkpoint's recipe
     plots: int = 4
-    control_windows: int = 6  # style-tag and prompt effect measurements (0: skip)
+    control_windows: int = 12  # style-tag and prompt effect measurements (0: skip)
+    calibrate: bool = False  # first set the model's sampling note odds on training windows
+    calibrate_windows: int = 48
 
 
 @dataclass(frozen=True)
@@ -75,27 +77,40 @@ class HeldOutWindow:
     name: str
 
 
-def held_out_windows(model: MuVi, recipe: dict[str, Any], options: EvalOptions) -> list[HeldOutWindow]:
-    """Windows from held-out pieces, spread over styles, each with its synthetic video."""
+def held_out_windows(model: MuVi, recipe: dict[str, Any], options: EvalOptions, *,
+                     split: str = "held_out", count: int | None = None) -> list[HeldOutWindow]:
+    """``count`` (default ``options.windows``) windows from held-out pieces (``split="train"``:
+    from the training pieces instead, for calibration), spread over styles and pieces, each
+    with its synthetic video."""
+    if split not in ("held_out", "train"):
+        raise ValueError(f"split must be 'held_out' or 'train', got {split!r}")
+    count = options.windows if count is None else count
     corpus = Corpus(options.corpus or recipe["corpus"])
-    _, test = split_pieces(corpus, held_out=recipe.get("held_out", 0.05), seed=recipe.get("seed", 0))
-    if not test:
-        raise ValueError("the held-out split is empty: raise held_out or use a larger corpus")
-    windows = CorpusWindows(corpus, test, model.config, steps=recipe.get("window_steps", 256), seed=options.seed)
+    train, test = split_pieces(corpus, held_out=recipe.get("held_out", 0.05), seed=recipe.get("seed", 0))
+    ids = test if split == "held_out" else train
+    if not ids:
+        raise ValueError(f"the {split} split is empty: change held_out or use a larger corpus")
+    windows = CorpusWindows(corpus, ids, model.config, steps=recipe.get("window_steps", 256), seed=options.seed)
+    # within a style, the first window of every piece before any piece's second: as many
+    # pieces as the window count allows (neighbouring windows of one piece are alike)
+    nth, seen = [], {}  # nth[i]: 0 for a piece's first window, 1 for its second, …
+    for w in windows.windows:
+        seen[w.piece] = seen.get(w.piece, -1) + 1
+        nth.append(seen[w.piece])
     by_style: dict[str, list[int]] = {}
-    for i, w in enumerate(windows.windows):
-        by_style.setdefault(corpus.pieces[w.piece]["style"], []).append(i)
+    for i in sorted(range(len(windows)), key=lambda i: (nth[i], i)):
+        by_style.setdefault(corpus.pieces[windows.windows[i].piece]["style"], []).append(i)
     order: list[int] = []
     queues = [list(v) for _, v in sorted(by_style.items())]
-    while len(order) < min(options.windows, len(windows)) and any(queues):
+    while len(order) < min(count, len(windows)) and any(queues):
         for q in queues:  # round robin over styles
-            if q and len(order) < options.windows:
+            if q and len(order) < count:
                 order.append(q.pop(0))
     enc = load_encoder(**{k: v for k, v in model.config.encoder.items() if k not in ("dim", "n_tokens")})
     out = []
     for i in order:
         score = windows.window_score(i)
-        rng = item_rng("eval", options.seed, i)
+        rng = item_rng("eval" if split == "held_out" else "calibrate", options.seed, i)
         n_frames = max(2, math.ceil(score.step_time(windows.steps) * FPS))
         clip = render_paired_video(score, rng=rng, fps=FPS, size=64, n_frames=n_frames)
         accents = find_accents(clip.frames, clip.times)
@@ -203,6 +218,10 @@ def evaluate(weights: Path | str, out: Path | str, *, baselines: dict[str, Path 
     out.mkdir(parents=True, exist_ok=True)
     model, meta = load_checkpoint(weights)
     recipe = meta.get("recipe", {})
+    calibration = None
+    if options.calibrate:
+        calibration = calibrate_note_odds(model, recipe, options, progress=progress)
+        model.with_note_odds(calibration["note_odds"])
     windows = held_out_windows(model, recipe, options)
     progress(f"{len(windows)} held-out windows from {len({w.name.split('@')[0] for w in windows})} pieces")
     ref_audio: dict[int, np.ndarray] = {}
@@ -226,6 +245,8 @@ def evaluate(weights: Path | str, out: Path | str, *, baselines: dict[str, Path 
     progress(f"muvi (CFG {cfg}): {json.dumps({k: round(v, 3) for k, v in main.items()})}")
     for name, path in (baselines or {}).items():
         base, _ = load_checkpoint(path)
+        if base.config.note_weight == model.config.note_weight:  # sampled the same way as the model
+            base.with_note_odds(model.config.note_odds)
         uncond = name.startswith("unconditional")
         rows[name], _ = _score_rows(base, model, windows, cfg=cfg, steps=options.sampler_steps, seed=options.seed,
                                     unconditional=uncond, audio=True, ref_audio=ref_audio)
@@ -244,12 +265,58 @@ def evaluate(weights: Path | str, out: Path | str, *, baselines: dict[str, Path 
     report = {
         "weights": str(weights), "cfg": cfg, "sampler_steps": options.sampler_steps, "windows": len(windows),
         "held_out_pieces": sorted({w.name.split("@")[0] for w in windows}), "rows": rows, "cfg_sweep": sweep,
-        "recommended_cfg": best, "controls": effects, "plots": plots, "seconds": round(time.perf_counter() - t0, 1),
+        "recommended_cfg": best, "note_odds": model.config.sampling_note_odds, "calibration": calibration,
+        "controls": effects, "plots": plots, "seconds": round(time.perf_counter() - t0, 1),
         "targets": _targets(rows),
     }
     atomic_write_text(out / "eval.json", json.dumps(report, indent=2, default=float))
     atomic_write_text(out / "EVAL.md", _markdown(report))
     return report
+
+
+def calibrate_note_odds(model: MuVi, recipe: dict[str, Any], options: EvalOptions = EvalOptions(), *,
+                        target_bcs: float = 100.0, probes: int = 5, cfg: float = 1.0,
+                        progress: Any = print) -> dict[str, Any]:
+    """The sampling note odds k (see :class:`muvi.nn.model.ModelConfig`) at which the music
+    generated for *training* windows has as many onsets as the windows' own music (pooled BCS
+    = ``target_bcs``), at CFG ``cfg``. BCS rises with k; the search bisects log k over
+    [1, 1 + note_weight], starting at the top (no conversion), then interpolates log k between
+    the two probes that bracket the target. Never looks at held-out pieces. Leaves the model
+    at the chosen k."""
+    hi_k = 1.0 + model.config.note_weight
+    windows = held_out_windows(model, recipe, options, split="train", count=options.calibrate_windows)
+    ref_audio: dict[int, np.ndarray] = {}
+    tried: list[tuple[float, float]] = []
+
+    def bcs_at(k: float) -> float:
+        model.with_note_odds(k)
+        row, _ = _score_rows(model, model, windows, cfg=cfg, steps=options.sampler_steps, seed=options.seed,
+                             unconditional=False, audio=True, ref_audio=ref_audio)
+        tried.append((k, row["bcs"]))
+        progress(f"calibration: note odds {k:.3f} → training-window BCS {row['bcs']:.1f}")
+        return row["bcs"]
+
+    lo, hi = (1.0, math.nan), (hi_k, bcs_at(hi_k))
+    if hi[1] <= target_bcs:
+        k = hi_k  # the weighted estimate does not over-produce: keep it
+    else:
+        for _ in range(max(0, probes - 1)):
+            mid_k = math.sqrt(lo[0] * hi[0])
+            mid = (mid_k, bcs_at(mid_k))
+            if mid[1] > target_bcs:
+                hi = mid
+            else:
+                lo = mid
+        if math.isnan(lo[1]):
+            k = lo[0]  # even the smallest probe over-produced: the data's own rate is the floor
+        else:  # linear in log k between the bracketing probes
+            f = (target_bcs - lo[1]) / (hi[1] - lo[1]) if hi[1] != lo[1] else 0.5
+            k = math.exp(math.log(lo[0]) + f * (math.log(hi[0]) - math.log(lo[0])))
+    k = round(k, 3)
+    model.with_note_odds(k)
+    return {"note_odds": k, "target_bcs": target_bcs, "cfg": cfg, "windows": len(windows),
+            "pieces": len({w.name.split("@")[0] for w in windows}), "split": "train",
+            "probes": [{"note_odds": round(a, 3), "bcs": b} for a, b in tried]}
 
 
 def controls(model: MuVi, windows: Sequence[HeldOutWindow], *, cfg: float, steps: int, seed: int,
@@ -258,11 +325,16 @@ def controls(model: MuVi, windows: Sequence[HeldOutWindow], *, cfg: float, steps
 
     Style: the same videos with a sparse and a busy style tag — drum and total notes per bar
     should rise from the first to the second, as they do in the corpus. Prompt: the reference
-    music's first 4 bars as the prompt — the continuation's pitch-class histogram should
-    correlate more with the prompt's than an unprompted generation's does."""
+    music's first 4 bars as the prompt — the continuation (the bars after it) should resemble
+    the prompt more than an unprompted generation's same bars do, by three statistics: the
+    pitch-class histogram's correlation with the prompt's (pitched stems), the distance of the
+    per-stem note densities (mean |log(1 + notes per bar) difference| over the four stems) and
+    the correlation of the drums' onset positions within the bar (windows whose prompt has
+    drums). Keys are normalised in training, so pitch classes alone move little."""
     out: dict[str, Any] = {"windows": len(windows), "styles": list(styles)}
     dens: dict[str, list[tuple[float, float]]] = {s: [] for s in styles}
-    corr_with, corr_without = [], []
+    stats: dict[str, dict[str, list[float]]] = {k: {"with_prompt": [], "without_prompt": []}
+                                                for k in ("pc_correlation", "density_distance", "drum_pattern_correlation")}
     for i, w in enumerate(windows):
         for st in styles:
             sc, _ = generate_for(model, w, cfg=cfg, steps=steps, seed=seed + i, style=st)
@@ -271,22 +343,50 @@ def controls(model: MuVi, windows: Sequence[HeldOutWindow], *, cfg: float, steps
                              sum(v["note_density_per_bar"] for v in mu["stems"].values())))
         bar = w.score.steps_per_beat * 4
         prefix = 4 * bar
-        ref = pitch_class_histogram([n for n in w.score.notes if n.start < prefix])
-        if ref.sum() == 0:
+        if prefix >= w.positions.shape[0] or not any(n.start < prefix for n in w.score.notes):
             continue
-        for p_steps, acc in ((prefix, corr_with), (0, corr_without)):
+        ref = _prompt_stats(w.score.notes, 0, prefix, bar)
+        for p_steps, key in ((prefix, "with_prompt"), (0, "without_prompt")):
             sc, _ = generate_for(model, w, cfg=cfg, steps=steps, seed=seed + i, prompt_steps=p_steps)
-            h = pitch_class_histogram([n for n in sc.notes if n.start >= prefix])
-            acc.append(float(np.corrcoef(h, ref)[0, 1]) if h.sum() > 0 and np.std(h) > 0 else 0.0)
+            got = _prompt_stats(sc.notes, prefix, w.positions.shape[0], bar)
+            stats["pc_correlation"][key].append(_corr(got["pc"], ref["pc"]))
+            stats["density_distance"][key].append(float(np.abs(np.log1p(got["density"]) - np.log1p(ref["density"])).mean()))
+            if ref["drums"].sum() > 0:
+                stats["drum_pattern_correlation"][key].append(_corr(got["drums"], ref["drums"]))
     for st in styles:
         out[f"style_{st}"] = {"drum_notes_per_bar": float(np.mean([d for d, _ in dens[st]])),
                               "notes_per_bar": float(np.mean([t for _, t in dens[st]]))}
     a, b = out[f"style_{styles[0]}"], out[f"style_{styles[1]}"]
     out["style_shift_right_way"] = b["drum_notes_per_bar"] > a["drum_notes_per_bar"] and b["notes_per_bar"] > a["notes_per_bar"]
-    out["prompt_pc_correlation"] = {"with_prompt": float(np.mean(corr_with)) if corr_with else math.nan,
-                                    "without_prompt": float(np.mean(corr_without)) if corr_without else math.nan}
-    out["prompt_shift_right_way"] = bool(corr_with) and np.mean(corr_with) > np.mean(corr_without)
+    prompt: dict[str, Any] = {}
+    for k, v in stats.items():
+        with_, without = (float(np.mean(v[x])) if v[x] else math.nan for x in ("with_prompt", "without_prompt"))
+        closer = with_ < without if k == "density_distance" else with_ > without
+        prompt[k] = {"with_prompt": with_, "without_prompt": without, "windows": len(v["with_prompt"]),
+                     "right_way": bool(v["with_prompt"]) and bool(closer)}
+    out["prompt"] = prompt
+    out["prompt_shift_right_way"] = all(p["right_way"] for p in prompt.values())
     return out
+
+
+_STEMS = ("drums", "bass", "chords", "melody")
+
+
+def _prompt_stats(notes: Sequence[Any], lo: int, hi: int, bar: int) -> dict[str, np.ndarray]:
+    """Steps [lo, hi): per-stem notes per bar, pitch-class histogram of the pitched stems and
+    the drums' onset counts per position in the bar."""
+    part = [n for n in notes if lo <= n.start < hi]
+    drums = np.zeros(bar)
+    for n in part:
+        if n.stem == "drums":
+            drums[(n.start - lo) % bar] += 1
+    return {"density": np.array([sum(n.stem == s for n in part) for s in _STEMS], float) * bar / max(1, hi - lo),
+            "pc": pitch_class_histogram([n for n in part if n.stem != "drums"]), "drums": drums}
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation, 0 where either side is constant (e.g. silent)."""
+    return float(np.corrcoef(a, b)[0, 1]) if np.std(a) > 0 and np.std(b) > 0 else 0.0
 
 
 def _pick_cfg(sweep: dict[str, dict[str, float]]) -> float:
@@ -323,8 +423,16 @@ def _markdown(r: dict[str, Any]) -> str:
         "model's music-encoder embeddings — a stand-in, not the paper's FAD/FD. SIM is judged by the evaluated "
         "model's encoders for every row. BCS and BHS are pooled over the windows (all generated or hit onsets "
         "over all reference onsets); eval.json also has the mean of per-window ratios (bcs_window_mean), which "
-        "a window with few reference onsets dominates.", "", head, "|" + "---|" * 10,
+        "a window with few reference onsets dominates.", "",
     ]
+    cal = r.get("calibration")
+    odds = f"Sampling note odds {r.get('note_odds', float('nan')):g} for every row"
+    if cal:
+        probes = ", ".join(f"{p['note_odds']:g} → {p['bcs']:.1f}" for p in cal["probes"])
+        odds += (f", calibrated on {cal['windows']} windows of {cal['pieces']} *training* pieces so that the "
+                 f"generated music has as many onsets as theirs (BCS {cal['target_bcs']:g} at CFG {cal['cfg']:g}; "
+                 f"probes k → BCS: {probes})")
+    lines += [odds + ".", "", head, "|" + "---|" * 10]
     for name, row in r["rows"].items():
         lines.append(f"| {name} | " + " | ".join(f"{row.get(c, float('nan')):.3f}" for c in cols) + " |")
     lines += ["", f"## CFG sweep (recommended: {r['recommended_cfg']})", "", "| CFG | " + " | ".join(cols) + " |",
@@ -338,9 +446,12 @@ def _markdown(r: dict[str, Any]) -> str:
                   f"- style tag {s0} → {s1}: drum notes per bar {c[f'style_{s0}']['drum_notes_per_bar']:.2f} → "
                   f"{c[f'style_{s1}']['drum_notes_per_bar']:.2f}, all notes per bar {c[f'style_{s0}']['notes_per_bar']:.2f} → "
                   f"{c[f'style_{s1}']['notes_per_bar']:.2f} ({'shifts the right way' if c['style_shift_right_way'] else 'does NOT shift the right way'})",
-                  f"- prompt (the reference's first 4 bars): pitch-class correlation of the continuation with the prompt "
-                  f"{c['prompt_pc_correlation']['without_prompt']:.2f} without → {c['prompt_pc_correlation']['with_prompt']:.2f} with "
-                  f"({'shifts the right way' if c['prompt_shift_right_way'] else 'does NOT shift the right way'})"]
+                  "- prompt (the reference's first 4 bars), the continuation against the prompt, without → with:"]
+        for k, p in c["prompt"].items():
+            better = "lower" if k == "density_distance" else "higher"
+            lines.append(f"  - {k.replace('_', ' ')} ({better} is closer, {p['windows']} windows): "
+                         f"{p['without_prompt']:.2f} → {p['with_prompt']:.2f} "
+                         f"({'shifts the right way' if p['right_way'] else 'does NOT shift the right way'})")
     lines += ["", "## Targets", ""] + [f"- {k}: {'met' if v else 'NOT met'}" for k, v in r["targets"].items()]
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in r["plots"]]
     return "\n".join(lines) + "\n"

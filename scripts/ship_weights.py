@@ -3,7 +3,8 @@
     python scripts/ship_weights.py --final runs/ship-cpu/final --eval report/eval.json --out weights/muvi
 
 Loads the run's final checkpoint strictly, sets ``recipe.default_cfg`` to the CFG scale the
-evaluation's sweep recommended (what `muvi generate` uses when --cfg is not given), records how
+evaluation's sweep recommended (what `muvi generate` uses when --cfg is not given) and, when the
+evaluation ran with ``--calibrate``, the model's sampling note odds to the calibrated value, records how
 it was trained (steps per stage, wall time from train_log.csv, hardware), and saves it as
 float32 safetensors shards (≤ 60 MiB each) + config.json.
 """
@@ -67,11 +68,14 @@ def main() -> None:
     report = json.loads(args.eval.read_text())
     recipe = dict(meta.get("recipe", {}))
     recipe["default_cfg"] = float(report["recommended_cfg"])
+    if report.get("calibration"):  # the sampling note odds the evaluation calibrated and measured with
+        model.with_note_odds(report["note_odds"])
     recipe["trained"] = _training_facts(args.final.parent, list(recipe.get("stages", [])))
     recipe["evaluation"] = {"targets": report["targets"], "rows": report["rows"], "windows": report["windows"]}
     save_checkpoint(args.out, model, recipe=recipe, data_manifest_sha256=meta.get("data_manifest_sha256"))
     load_checkpoint(args.out)  # strict round trip
-    print(f"shipped {args.final} → {args.out} (default CFG {recipe['default_cfg']})")
+    print(f"shipped {args.final} → {args.out} (default CFG {recipe['default_cfg']}, "
+          f"note odds {model.config.sampling_note_odds:g})")
     print(json.dumps(recipe["trained"], indent=1))
 
 

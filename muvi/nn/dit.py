@@ -53,6 +53,15 @@ class MuViDiT(nn.Module):
         for m in (self.final_ada[1], self.out_proj):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
+        self.odds_scale, self.binary_features = 1.0, 0  # see set_note_odds
+
+    def set_note_odds(self, scale: float, *, binary_features: int) -> None:
+        """Sample the first ``binary_features`` token channels (cells that are ±1: onset and
+        sustain) with a note's odds multiplied by ``scale`` relative to what ``predict_clean``
+        estimates (1: unchanged). Not a weight: a constant of the sampling graph."""
+        if scale <= 0 or not 0 <= binary_features <= self.token_dim:
+            raise ValueError(f"bad note odds scale {scale} / binary features {binary_features}")
+        self.odds_scale, self.binary_features = float(scale), int(binary_features)
 
     def prepare(
         self,
@@ -82,6 +91,9 @@ class MuViDiT(nn.Module):
     ) -> torch.Tensor:
         """The flow velocity, from the predicted clean roll: ``v = (x̂₁ − x_t) / (1 − t)``."""
         x1 = self.predict_clean(x_t, t, cond_tokens, cond_vec, prompt, prompt_mask)
+        if self.odds_scale != 1.0 and self.binary_features:
+            x1 = torch.cat([_scale_odds(x1[..., : self.binary_features], self.odds_scale),
+                            x1[..., self.binary_features:]], dim=-1)
         return (x1 - x_t) / (1.0 - t).clamp(min=MIN_REMAINING)[:, None, None]
 
     def predict_clean(
@@ -102,3 +114,11 @@ class MuViDiT(nn.Module):
             h = block(h, c, cos, sin)
         shift, scale = self.final_ada(c).chunk(2, dim=-1)
         return self.out_proj(modulate(self.final_norm(h), shift, scale))  # (B, T, F)
+
+
+def _scale_odds(m: torch.Tensor, scale: float) -> torch.Tensor:
+    """The mean of a ±1 cell whose odds of +1 are ``scale`` × those that the mean ``m`` implies:
+    with p = (1 + m)/2, odds = (1 + m)/(1 − m), so x = (s(1 + m) − (1 − m)) / (s(1 + m) + (1 − m))."""
+    m = m.clamp(-1.0, 1.0)
+    on, off = scale * (1.0 + m), 1.0 - m
+    return (on - off) / (on + off).clamp(min=1e-6)

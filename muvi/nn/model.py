@@ -40,15 +40,33 @@ class ModelConfig:
     # what the output means: the predicted roll crosses 0 where a note is only 1/(2 + w) likely,
     # so "more likely on than off" is x̂ > w / (w + 2); decode_spec decodes at that threshold.
     note_weight: float = 8.0
+    # That weighting also tilts *sampling*: integrating the weighted estimate samples each
+    # onset/sustain cell with its odds of being on multiplied by 1 + note_weight (more notes
+    # than the data has). Sampling converts the estimate to the odds factor ``note_odds``
+    # instead (1: the data's own rate; None: 1 + note_weight, no conversion). It is calibrated
+    # per checkpoint on training windows (muvi.evaluate.calibrate_note_odds), since a model
+    # short of training is less sure than the ideal estimate the conversion assumes.
+    note_odds: float | None = None
+
+    @property
+    def sampling_note_odds(self) -> float:
+        return 1.0 + self.note_weight if self.note_odds is None else self.note_odds
 
     @property
     def decode_spec(self) -> RollSpec:
-        th = self.note_weight / (self.note_weight + 2.0)
+        """The roll spec with the decode threshold the sampling implies: a sample with a
+        note's odds tilted by k is "more likely on than off" above (k − 1)/(k + 1) (w/(w + 2)
+        with no conversion)."""
+        k = self.sampling_note_odds
+        th = (k - 1.0) / (k + 1.0)
         return replace(self.roll, onset_threshold=th, sustain_threshold=th)
 
     def __post_init__(self) -> None:
         if len(self.styles) > self.dit.n_styles or len(self.moods) > self.dit.n_moods:
             raise InvalidInputError("more style/mood tags than the DiT's embedding tables hold")
+        if self.note_odds is not None and not 1.0 <= self.note_odds <= 1.0 + self.note_weight:
+            raise InvalidInputError(f"note_odds must lie in [1, 1 + note_weight = {1.0 + self.note_weight:g}], "
+                                    f"got {self.note_odds:g}")
 
     def style_index(self, style: str | None) -> int:
         return _tag_index("style", self.styles, style)
@@ -80,6 +98,7 @@ class ModelConfig:
             dit=DiTConfig.from_json(d["dit"]), roll=roll, encoder=dict(d["encoder"]), aggregation=d["aggregation"],
             music_encoder=dict(d["music_encoder"]), styles=tuple(d["styles"]), moods=tuple(d["moods"]),
             note_weight=float(d.get("note_weight", 8.0)),
+            note_odds=None if d.get("note_odds") is None else float(d["note_odds"]),
         )
 
 
@@ -101,6 +120,7 @@ class MuVi(nn.Module):
         w = config.dit.width
         self.adaptor = VisualAdaptor(int(config.encoder["dim"]), w, aggregation=config.aggregation)
         self.dit = MuViDiT(config.dit, token_dim=config.roll.token_dim, cond_dim=w)
+        self._set_odds()
         self.music_encoder = MusicEncoder(config.roll.token_dim, **config.music_encoder)
         # projects the adaptor's aligned features into the music encoder's space (contrastive head)
         self.visual_head = nn.Linear(w, int(config.music_encoder["out_dim"]))
@@ -108,6 +128,16 @@ class MuVi(nn.Module):
     @property
     def token_dim(self) -> int:
         return self.config.roll.token_dim
+
+    def with_note_odds(self, odds: float | None) -> "MuVi":
+        """Set the sampling note odds (see :class:`ModelConfig`) in place; returns self."""
+        self.config = replace(self.config, note_odds=None if odds is None else float(odds))
+        self._set_odds()
+        return self
+
+    def _set_odds(self) -> None:
+        c = self.config
+        self.dit.set_note_odds(c.sampling_note_odds / (1.0 + c.note_weight), binary_features=2 * c.roll.n_rows)
 
     def condition(
         self, patches: torch.Tensor, positions: torch.Tensor, style: torch.Tensor, mood: torch.Tensor, drop: torch.Tensor

@@ -141,3 +141,42 @@ def test_decode_threshold_matches_the_weighted_loss() -> None:
     losses = torch.stack([flow_loss(torch.full_like(data, float(c)), data, note_weight=8.0) for c in grid])
     assert float(grid[int(losses.argmin())]) == pytest.approx(th, abs=1e-3)
     assert ModelConfig.from_json(cfg.to_json()).note_weight == 8.0
+
+
+def test_sampling_note_odds_convert_the_weighted_estimate() -> None:
+    """The weighted loss's optimum for a ±1 cell on with probability p is the mean of a cell
+    whose odds are (1 + w)× higher; odds 1 convert it back to 2p − 1, the data's own mean."""
+    from muvi.nn.dit import _scale_odds
+    from muvi.nn.model import ModelConfig, MuVi
+
+    w = 8.0
+    p = torch.tensor([0.0, 0.05, 0.2, 0.5, 0.9, 1.0])
+    weighted = ((1 + w) * p - (1 - p)) / ((1 + w) * p + (1 - p))
+    assert torch.allclose(_scale_odds(weighted, 1 / (1 + w)), 2 * p - 1, atol=1e-6)
+    assert torch.allclose(_scale_odds(weighted, 1.0), weighted)
+    assert torch.all(torch.diff(_scale_odds(torch.linspace(-1, 1, 50), 0.3)) > 0)  # order kept
+    # the decode threshold follows: "more likely on than off" under odds k is x > (k − 1)/(k + 1)
+    for k, th in ((None, 0.8), (1.0, 0.0), (3.0, 0.5)):
+        cfg = ModelConfig(dit=preset("tiny"), note_weight=w, note_odds=k)
+        assert cfg.decode_spec.onset_threshold == pytest.approx(th)
+        assert ModelConfig.from_json(cfg.to_json()).note_odds == k
+    with pytest.raises(InvalidInputError, match="note_odds"):
+        ModelConfig(dit=preset("tiny"), note_weight=w, note_odds=12.0)
+    # in the model: only the onset and sustain channels move, and odds 1 + w change nothing
+    torch.manual_seed(0)
+    model = MuVi(ModelConfig(dit=preset("tiny"), note_weight=w))
+    for p_ in model.dit.parameters():
+        torch.nn.init.normal_(p_, std=0.05)
+    f, r = model.token_dim, model.config.roll.n_rows
+    g = torch.Generator().manual_seed(3)
+    x, t = torch.randn(1, 16, f, generator=g), torch.tensor([0.5])
+    tok, vec = torch.randn(1, 16, model.config.dit.width, generator=g), torch.randn(1, model.config.dit.width, generator=g)
+    args = (x, t, tok, vec, torch.zeros_like(x), torch.zeros(1, 16, 1))
+    raw = model.dit.velocity(*args)
+    assert torch.equal(model.with_note_odds(1 + w).dit.velocity(*args), raw)
+    fewer = model.with_note_odds(1.0).dit.velocity(*args)
+    # v = (x̂ − x)/(1 − t): compare the clean estimates (converted ones are clamped to [-1, 1] first)
+    x1_raw, x1_fewer = (raw * 0.5 + x).clamp(-1, 1), fewer * 0.5 + x
+    assert torch.all(x1_fewer[..., : 2 * r] <= x1_raw[..., : 2 * r] + 1e-5) and not torch.allclose(fewer, raw)
+    assert torch.equal(fewer[..., 2 * r:], raw[..., 2 * r:])  # velocity plane as estimated
+    assert model.config.decode_spec.onset_threshold == 0.0

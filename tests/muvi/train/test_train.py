@@ -202,10 +202,17 @@ def test_eval_writes_a_report_on_held_out_pieces(corpus_dir: Path, tmp_path: Pat
     final = Trainer(cfg, progress=False).run()
     model, meta = load_checkpoint(final)
     train, test = split_pieces(Corpus(corpus_dir), held_out=0.2, seed=0)
-    opts = EvalOptions(windows=2, sampler_steps=2, cfg_sweep=(1.0, 3.0), sweep_windows=1, plots=1, control_windows=1)
+    opts = EvalOptions(windows=2, sampler_steps=2, cfg_sweep=(1.0, 3.0), sweep_windows=1, plots=1, control_windows=1,
+                       calibrate=True, calibrate_windows=2)
     windows = held_out_windows(model, meta["recipe"], opts)
     names = {Corpus(corpus_dir).pieces[i]["name"] for i in test}
     assert windows and all(w.name.split("@")[0] in names for w in windows)  # only held-out pieces
+    cal = held_out_windows(model, meta["recipe"], opts, split="train", count=3)
+    train_names = {Corpus(corpus_dir).pieces[i]["name"] for i in train}
+    assert len(cal) == 3 and all(w.name.split("@")[0] in train_names for w in cal)  # calibration: training pieces
+    assert len({w.name.split("@")[0] for w in cal}) == min(3, len(train))  # one window per piece first
+    with pytest.raises(ValueError, match="split"):
+        held_out_windows(model, meta["recipe"], opts, split="test")
     report = evaluate(final, tmp_path / "report", baselines={"unconditional": final}, options=opts, progress=lambda m: None)
     assert set(report["rows"]) == {"muvi", "unconditional"} and set(report["cfg_sweep"]) == {"1.0", "3.0"}
     row = report["rows"]["muvi"]
@@ -216,6 +223,12 @@ def test_eval_writes_a_report_on_held_out_pieces(corpus_dir: Path, tmp_path: Pat
     md = (tmp_path / "report" / "EVAL.md").read_text()
     assert "stand-in" in md and "| muvi |" in md and report["recommended_cfg"] in (1.0, 3.0)
     assert (tmp_path / "report" / report["plots"][0]).is_file()
+    cal = report["calibration"]  # the note odds were searched on training windows, and used for every row
+    assert cal["split"] == "train" and cal["windows"] == 2 and 1 <= len(cal["probes"]) <= 5
+    assert cal["probes"][0]["note_odds"] == 9.0 and 1.0 <= report["note_odds"] == cal["note_odds"] <= 9.0
+    assert "calibrated on 2 windows" in md
     c = report["controls"]
-    assert c["windows"] == 1 and set(c["prompt_pc_correlation"]) == {"with_prompt", "without_prompt"}
+    assert c["windows"] == 1 and set(c["prompt"]) == {"pc_correlation", "density_distance", "drum_pattern_correlation"}
+    assert all(set(p) >= {"with_prompt", "without_prompt", "right_way"} for p in c["prompt"].values())
+    assert c["prompt_shift_right_way"] == all(p["right_way"] for p in c["prompt"].values())
     assert isinstance(c["style_shift_right_way"], bool) and "## Controls" in md
