@@ -56,7 +56,7 @@ class EvalOptions:
     windows: int = 48
     sampler_steps: int = 25
     cfg: float | None = None  # None: the checkpoint's default, else 3.0
-    cfg_sweep: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+    cfg_sweep: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0)
     sweep_windows: int | None = None  # None: every window (the table's row is then the sweep's)
     seed: int = 0
     corpus: str | None = None  # default: the corpus in the checkpoint's recipe

@@ -26,7 +26,8 @@ from tests.muvi.nn.test_model_weights_prompt import tiny_model
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("engines")
-    weights = save_checkpoint(tmp / "weights", tiny_model())
+    # with sampling note odds set, so the graph carries the odds conversion (muvi.nn.dit)
+    weights = save_checkpoint(tmp / "weights", tiny_model().with_note_odds(3.0))
     summary = export_all(weights, tmp / "engines", precision="bf16", builder="auto", force=False, progress=lambda m: None)
     return {"weights": weights, "engines": tmp / "engines", "summary": summary, "tmp": tmp}  # type: ignore[dict-item]
 
@@ -119,6 +120,11 @@ def test_a_graph_from_other_weights_is_never_used(exported: dict[str, Path]) -> 
     other = save_checkpoint(exported["tmp"] / "other", tiny_model(seed=5))
     with pytest.raises(BackendUnavailable, match="other weights.*weights_sha256.*export-engines --force"):
         OrtBackend(exported["engines"], other)
+    model, _ = load_checkpoint(exported["weights"])  # the same tensors sampled at other note odds: another graph
+    assert model.config.note_odds == 3.0
+    retuned = save_checkpoint(exported["tmp"] / "retuned", model.with_note_odds(2.0))
+    with pytest.raises(BackendUnavailable, match="other weights"):
+        OrtBackend(exported["engines"], retuned)
     with pytest.raises(BackendUnavailable, match="no adaptor.onnx.*export-engines"):
         OrtBackend(exported["tmp"] / "nowhere", exported["weights"])
 
