@@ -144,12 +144,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         if not sep or not name or not path:
             raise InvalidInputError(f"--baseline takes NAME=DIR, got {spec!r}")
         baselines[name] = Path(path)
+    if args.calibrate_windows < 1:
+        raise InvalidInputError(f"--calibrate-windows must be ≥ 1, got {args.calibrate_windows}")
     options = EvalOptions(windows=args.windows, sampler_steps=args.steps, cfg=args.cfg, corpus=args.corpus,
                           cfg_sweep=() if args.no_sweep else EvalOptions().cfg_sweep, sweep_windows=args.sweep_windows,
                           control_windows=args.control_windows, calibrate=args.calibrate,
                           calibrate_windows=args.calibrate_windows)
-    if args.calibrate_windows < 1:
-        raise InvalidInputError(f"--calibrate-windows must be ≥ 1, got {args.calibrate_windows}")
     report = evaluate(args.weights, args.out, baselines=baselines, options=options)
     print(f"wrote {args.out}/eval.json and {args.out}/EVAL.md (recommended CFG {report['recommended_cfg']}, "
           f"note odds {report['note_odds']:g})")

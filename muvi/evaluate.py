@@ -33,7 +33,7 @@ from muvi.analysis import find_accents
 from muvi.fileio import atomic_write_text
 from muvi.flow import guided_velocity, sample
 from muvi.metrics import accent_hit_rate, beat_scores, frechet_distance, musicality
-from muvi.music.corpus import Corpus
+from muvi.music.corpus import STEMS, Corpus
 from muvi.music.keys import Key, pitch_class_histogram
 from muvi.music.plot import plot_score
 from muvi.prompt import prompt_tokens
@@ -176,7 +176,7 @@ def _score_rows(model: MuVi, judge: MuVi, windows: Sequence[HeldOutWindow], *, c
         score, tokens = generate_for(model, w, cfg=cfg, steps=steps, seed=seed + i, unconditional=unconditional)
         scores.append(score)
         key = Key.parse(w.score.key) if w.score.key else None
-        mu = musicality(score, key=key, stems=["drums", "bass", "chords", "melody"])
+        mu = musicality(score, key=key, stems=STEMS)
         row = {
             "sim": _sim(judge, tokens, w),
             "accent_hit_rate": accent_hit_rate(w.accents, _onset_times(score), frame_rate=FPS),
@@ -189,10 +189,10 @@ def _score_rows(model: MuVi, judge: MuVi, windows: Sequence[HeldOutWindow], *, c
         if audio:
             n = int(w.score.duration * 48000)
             gen = sum(render_score(score, options=SynthOptions(reverb=False), n_samples=n,
-                                   stems=["drums", "bass", "chords", "melody"]).values())
+                                   stems=STEMS).values())
             if i not in ref_audio:
                 ref_audio[i] = sum(render_score(w.score, options=SynthOptions(reverb=False), n_samples=n,
-                                                stems=["drums", "bass", "chords", "melody"]).values())
+                                                stems=STEMS).values())
             bs = beat_scores(gen, ref_audio[i], 48000)
             row.update(bcs=bs.bcs, bhs=bs.bhs, _gen=bs.generated_beats, _ref=bs.reference_beats,
                        _hit=bs.bhs * bs.reference_beats / 100.0 if bs.reference_beats else 0.0)
@@ -338,7 +338,7 @@ def controls(model: MuVi, windows: Sequence[HeldOutWindow], *, cfg: float, steps
     for i, w in enumerate(windows):
         for st in styles:
             sc, _ = generate_for(model, w, cfg=cfg, steps=steps, seed=seed + i, style=st)
-            mu = musicality(sc, stems=["drums", "bass", "chords", "melody"])
+            mu = musicality(sc, stems=STEMS)
             dens[st].append((mu["stems"]["drums"]["note_density_per_bar"],
                              sum(v["note_density_per_bar"] for v in mu["stems"].values())))
         bar = w.score.steps_per_beat * 4
@@ -369,9 +369,6 @@ def controls(model: MuVi, windows: Sequence[HeldOutWindow], *, cfg: float, steps
     return out
 
 
-_STEMS = ("drums", "bass", "chords", "melody")
-
-
 def _prompt_stats(notes: Sequence[Any], lo: int, hi: int, bar: int) -> dict[str, np.ndarray]:
     """Steps [lo, hi): per-stem notes per bar, pitch-class histogram of the pitched stems and
     the drums' onset counts per position in the bar."""
@@ -380,7 +377,7 @@ def _prompt_stats(notes: Sequence[Any], lo: int, hi: int, bar: int) -> dict[str,
     for n in part:
         if n.stem == "drums":
             drums[(n.start - lo) % bar] += 1
-    return {"density": np.array([sum(n.stem == s for n in part) for s in _STEMS], float) * bar / max(1, hi - lo),
+    return {"density": np.array([sum(n.stem == s for n in part) for s in STEMS], float) * bar / max(1, hi - lo),
             "pc": pitch_class_histogram([n for n in part if n.stem != "drums"]), "drums": drums}
 
 

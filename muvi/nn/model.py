@@ -38,7 +38,7 @@ class ModelConfig:
     moods: tuple[str, ...] = MOOD_TAGS
     # The training loss weighs note cells 1 + note_weight (muvi.flow.flow_loss). It is part of
     # what the output means: the predicted roll crosses 0 where a note is only 1/(2 + w) likely,
-    # so "more likely on than off" is x̂ > w / (w + 2); decode_spec decodes at that threshold.
+    # so "more likely on than off" is x̂ > w / (w + 2) — unless sampling converts it (below).
     note_weight: float = 8.0
     # That weighting also tilts *sampling*: integrating the weighted estimate samples each
     # onset/sustain cell with its odds of being on multiplied by 1 + note_weight (more notes
