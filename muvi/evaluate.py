@@ -167,6 +167,17 @@ def _sim(judge: MuVi, tokens: torch.Tensor, window: HeldOutWindow) -> float:
     return 100.0 * float((m * v).sum(-1).mean())
 
 
+def _reference_sim(judge: MuVi, windows: Sequence[HeldOutWindow]) -> dict[str, float]:
+    """SIM's scale on these windows: the reference music with its own video, and with the next
+    window's video (another piece's music, as long as the window)."""
+    spec = judge.config.roll
+    toks = [torch.from_numpy(spec.to_tokens(spec.encode(w.score.notes, w.positions.shape[0])).copy()) for w in windows]
+    matched = [_sim(judge, t, w) for t, w in zip(toks, windows)]
+    other = [(toks[i], windows[(i + 1) % len(windows)]) for i in range(len(windows))]
+    mismatched = [_sim(judge, t, w) for t, w in other if len(windows) > 1 and t.shape[0] == w.positions.shape[0]]
+    return {"matched": float(np.mean(matched)), "mismatched": float(np.mean(mismatched)) if mismatched else math.nan}
+
+
 def _score_rows(model: MuVi, judge: MuVi, windows: Sequence[HeldOutWindow], *, cfg: float, steps: int, seed: int,
                 unconditional: bool, audio: bool, ref_audio: dict[int, np.ndarray]) -> tuple[dict[str, Any], list[Score]]:
     spec = model.config.roll
@@ -224,6 +235,8 @@ def evaluate(weights: Path | str, out: Path | str, *, baselines: dict[str, Path 
         model.with_note_odds(calibration["note_odds"])
     windows = held_out_windows(model, recipe, options)
     progress(f"{len(windows)} held-out windows from {len({w.name.split('@')[0] for w in windows})} pieces")
+    reference_sim = _reference_sim(model, windows)
+    progress(f"reference music SIM: {json.dumps({k: round(v, 2) for k, v in reference_sim.items()})}")
     ref_audio: dict[int, np.ndarray] = {}
     # the CFG sweep first: its pick is the scale the table (and the shipped default) uses
     sweep, sweep_scores = {}, {}
@@ -264,7 +277,7 @@ def evaluate(weights: Path | str, out: Path | str, *, baselines: dict[str, Path 
         plots.append(p.name)
     report = {
         "weights": str(weights), "cfg": cfg, "sampler_steps": options.sampler_steps, "windows": len(windows),
-        "held_out_pieces": sorted({w.name.split("@")[0] for w in windows}), "rows": rows, "cfg_sweep": sweep,
+        "held_out_pieces": sorted({w.name.split("@")[0] for w in windows}), "rows": rows, "reference_sim": reference_sim, "cfg_sweep": sweep,
         "recommended_cfg": best, "note_odds": model.config.sampling_note_odds, "calibration": calibration,
         "controls": effects, "plots": plots, "seconds": round(time.perf_counter() - t0, 1),
         "targets": _targets(rows),
@@ -429,7 +442,12 @@ def _markdown(r: dict[str, Any]) -> str:
         odds += (f", calibrated on {cal['windows']} windows of {cal['pieces']} *training* pieces so that the "
                  f"generated music has as many onsets as theirs (BCS {cal['target_bcs']:g} at CFG {cal['cfg']:g}; "
                  f"probes k → BCS: {probes})")
-    lines += [odds + ".", "", head, "|" + "---|" * 10]
+    lines += [odds + "."]
+    ref = r.get("reference_sim")
+    if ref:
+        lines += ["", f"SIM's scale with this judge: the held-out reference music scores {ref['matched']:.1f} with its own "
+                  f"video and {ref['mismatched']:.1f} with another window's video."]
+    lines += ["", head, "|" + "---|" * 10]
     for name, row in r["rows"].items():
         lines.append(f"| {name} | " + " | ".join(f"{row.get(c, float('nan')):.3f}" for c in cols) + " |")
     lines += ["", f"## CFG sweep (recommended: {r['recommended_cfg']})", "", "| CFG | " + " | ".join(cols) + " |",

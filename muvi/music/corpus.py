@@ -36,10 +36,11 @@ from muvi.music.score import Note, Score
 from muvi.music.styles import STYLE_NAMES
 from muvi.music.tempo import TempoMap
 
-__all__ = ["STEMS", "CorpusOptions", "build_corpus", "Corpus", "summarize", "format_summary"]
+__all__ = ["STEMS", "PITCHED_STEMS", "CorpusOptions", "build_corpus", "Corpus", "summarize", "format_summary"]
 
 log = logging.getLogger(__name__)
 STEMS = ("drums", "bass", "chords", "melody")
+PITCHED_STEMS = STEMS[1:]
 QUALITIES = ((0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 7, 10), (0, 4, 7, 11), (0, 3, 7, 10), (0, 3, 6, 10), (0, 5, 7))
 FORMAT_VERSION = 1
 HYDROGEN_STYLES = {"GM_kit_Jazzy": "jazz", "TR808kit-demo": "electronic", "tutorial_georgyporgy": "pop"}

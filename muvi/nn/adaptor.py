@@ -32,15 +32,26 @@ AGGREGATIONS = ("softmax", "sigmoid", "attention", "average", "cls")
 
 
 def grid_positions(
-    tempo: TempoMap, n_steps: int, *, steps_per_beat: int, fps: Fraction | int, n_frames: int
+    tempo: TempoMap, n_steps: int, *, steps_per_beat: int, fps: Fraction | int, n_frames: int,
+    beyond: str = "clamp",
 ) -> np.ndarray:
-    """Fractional frame index (float32, (n_steps,)) of each grid step's time, clamped to the frames.
+    """Fractional frame index (float32, (n_steps,)) of each grid step's time.
 
     Frames are the timeline sampled at ``fps`` from the music's start (frame k at k/fps).
+    Steps after the last frame hold it (``beyond="clamp"``) or play the frames backwards and
+    forwards again (``"mirror"``: the picture keeps moving as it did, for music sampled past
+    the end of a short timeline).
     """
+    if beyond not in ("clamp", "mirror"):
+        raise ValueError(f"beyond must be 'clamp' or 'mirror', got {beyond!r}")
     fps = Fraction(fps)
-    pos = [float(tempo.time_at(Fraction(s, steps_per_beat)) * fps) for s in range(n_steps)]
-    return np.clip(np.asarray(pos, np.float32), 0.0, max(0, n_frames - 1))
+    pos = np.maximum(np.asarray([float(tempo.time_at(Fraction(s, steps_per_beat)) * fps) for s in range(n_steps)],
+                                np.float64), 0.0)
+    last = max(0, n_frames - 1)
+    if beyond == "mirror" and last > 0:
+        phase = np.mod(pos, 2 * last)
+        pos = np.where(phase <= last, phase, 2 * last - phase)
+    return np.clip(pos, 0.0, last).astype(np.float32)
 
 
 class VisualAdaptor(nn.Module):

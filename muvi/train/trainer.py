@@ -61,6 +61,9 @@ class StageConfig:
     grad_clip: float = 1.0
     cfg_dropout: float = 0.1  # conditional: share trained unconditionally
     prompt_p: float = 0.3  # share of windows with a clean prompt prefix
+    # conditional: the adaptor's learning rate as a share of ``lr``; below 1 keeps more of what
+    # the contrastive stage taught it (the music-aligned features the DiT is meant to start from)
+    adaptor_lr_scale: float = 1.0
     contrastive: dict[str, Any] = field(default_factory=dict)  # ContrastiveOptions overrides
 
     def __post_init__(self) -> None:
@@ -68,6 +71,9 @@ class StageConfig:
             raise InvalidInputError(f"unknown stage {self.name!r}; stages are {', '.join(STAGES)}")
         if self.steps < 0 or self.batch < 1 or self.lr <= 0:
             raise InvalidInputError(f"stage {self.name}: steps ≥ 0, batch ≥ 1 and lr > 0 are required")
+        if not 0.0 <= self.adaptor_lr_scale <= 1.0:
+            raise InvalidInputError(f"stage {self.name}: adaptor_lr_scale must be within [0, 1], "
+                                    f"got {self.adaptor_lr_scale}")
 
 
 @dataclass(frozen=True)
@@ -344,7 +350,16 @@ class Trainer:
 
         for p in model.parameters():
             p.requires_grad_(False)
-        params = [p for mod in _trainable(model, stage.name) for p in mod.parameters()]
+        groups: list[tuple[list[nn.Parameter], float]] = []  # (parameters, share of the stage's lr)
+        for mod in _trainable(model, stage.name):
+            scale = stage.adaptor_lr_scale if mod is model.adaptor and stage.name == "conditional" else 1.0
+            if scale == 0:
+                continue  # frozen
+            if groups and groups[-1][1] == scale:  # one group per scale: checkpoints of one group still resume
+                groups[-1][0].extend(mod.parameters())
+            else:
+                groups.append((list(mod.parameters()), scale))
+        params = [p for ps, _ in groups for p in ps]
         for p in params:
             p.requires_grad_(True)
         module: nn.Module = _StageLoss(model, stage)
@@ -352,7 +367,8 @@ class Trainer:
             module = nn.parallel.DistributedDataParallel(
                 module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
-        opt = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
+        opt = torch.optim.AdamW([{"params": ps, "scale": scale} for ps, scale in groups], lr=stage.lr,
+                                weight_decay=stage.weight_decay)
         if opt_state is not None:
             opt.load_state_dict(opt_state)
 
@@ -386,7 +402,7 @@ class Trainer:
             gen = torch.Generator().manual_seed(int.from_bytes(
                 hashlib.sha256(f"{self.config.seed}:{si}:{step}:{self.rank}".encode()).digest()[:8], "little"))
             for g in opt.param_groups:
-                g["lr"] = lr_at(step)
+                g["lr"] = lr_at(step) * g["scale"]
             with autocast:
                 loss, metrics = module(batch, gen)
             opt.zero_grad(set_to_none=True)

@@ -85,6 +85,22 @@ def test_bad_input_and_cancel_leave_nothing(clip: Path, generator: Generator, tm
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
 
+def test_silent_stems_counts_pitched_stems_with_no_note_after_the_prompt() -> None:
+    from muvi.music.score import Note
+    from muvi.pipeline import silent_stems
+
+    spec = tiny_model().config.decode_spec
+    bar, n_bars = 16, 6
+    bass = [Note(b * bar, 40, b * bar + 8, stem="bass") for b in range(n_bars)]
+    chords = [Note(0, 60, 8, stem="chords")]  # only in the first bar (the prompt below)
+    window = spec.to_tokens(spec.encode(bass + chords, n_bars * bar))
+    stems = ("drums", "bass", "chords", "melody")
+    assert silent_stems(window, spec, bar=bar, stems=stems) == 1  # melody; drums never count
+    assert silent_stems(window, spec, bar=bar, stems=stems, start=2 * bar) == 2  # chords only in the prompt
+    assert silent_stems(window, spec, bar=bar, stems=("drums", "bass")) == 0
+    assert silent_stems(window, spec, bar=bar, stems=stems, start=5 * bar) == 0  # one bar left: not judged
+
+
 def test_join_gaps_counts_silent_bars_of_playing_stems_at_joins() -> None:
     from muvi.music.score import Note
     from muvi.pipeline import join_gaps

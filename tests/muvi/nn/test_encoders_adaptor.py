@@ -68,6 +68,12 @@ def test_grid_positions_follow_the_tempo_map() -> None:
     assert pos[0] == 0 and pos[4] == pytest.approx(5.0) and pos[8] == pytest.approx(10.0)
     assert pos[12] == pytest.approx(20.0)  # after the change a beat is 10 frames
     assert grid_positions(tempo, 16, steps_per_beat=4, fps=Fraction(10), n_frames=12)[-1] == 11  # clamped
+    steady = TempoMap.from_bpms([(0, 150)])  # a step is 1 frame at 10 fps
+    mirrored = grid_positions(steady, 30, steps_per_beat=4, fps=10, n_frames=11, beyond="mirror")
+    assert mirrored[:11].tolist() == list(range(11))  # inside the clip: as before
+    assert mirrored[11:21].tolist() == list(range(9, -1, -1)) and mirrored[21:].tolist() == list(range(1, 10))
+    with pytest.raises(ValueError, match="beyond"):
+        grid_positions(steady, 4, steps_per_beat=4, fps=10, n_frames=4, beyond="wrap")
 
 
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)

@@ -169,6 +169,22 @@ def test_resume_continues_exactly(corpus_dir: Path, tmp_path: Path) -> None:
         assert torch.allclose(x, y, atol=1e-6), k
 
 
+def test_adaptor_lr_scale_zero_keeps_the_contrastive_adaptor(corpus_dir: Path, tmp_path: Path) -> None:
+    base = Trainer(TrainConfig.from_dict(_config(tmp_path / "c", corpus_dir, contrastive=1)), progress=False).run()
+    cfg = _config(tmp_path / "d", corpus_dir, conditional=2)
+    cfg["init"] = str(base)
+    cfg["stages"][0]["adaptor_lr_scale"] = 0.0
+    tuned = Trainer(TrainConfig.from_dict(cfg), progress=False).run()
+    a, _ = load_checkpoint(base)
+    b, _ = load_checkpoint(tuned)
+    for (k, x), y in zip(a.adaptor.state_dict().items(), b.adaptor.state_dict().values()):
+        assert torch.equal(x, y), k  # frozen
+    assert any(not torch.equal(x, y) for x, y in zip(a.dit.state_dict().values(), b.dit.state_dict().values()))
+    for bad in (-0.1, 1.5):
+        with pytest.raises(InvalidInputError, match="adaptor_lr_scale must be within"):
+            TrainConfig.from_dict({"out": "x", "stages": [{"name": "conditional", "steps": 1, "adaptor_lr_scale": bad}]})
+
+
 def test_bad_config(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="unknown training config keys: learning_rate"):
         TrainConfig.from_dict({"out": "x", "learning_rate": 1, "stages": [{"name": "pretrain", "steps": 1}]})
@@ -222,6 +238,8 @@ def test_eval_writes_a_report_on_held_out_pieces(corpus_dir: Path, tmp_path: Pat
     assert report["cfg"] == report["recommended_cfg"]  # the table is at the sweep's pick
     md = (tmp_path / "report" / "EVAL.md").read_text()
     assert "stand-in" in md and "| muvi |" in md and report["recommended_cfg"] in (1.0, 3.0)
+    ref = report["reference_sim"]  # SIM's scale: the reference music with its own video and another's
+    assert -100 <= ref["matched"] <= 100 and -100 <= ref["mismatched"] <= 100 and "SIM's scale" in md
     assert (tmp_path / "report" / report["plots"][0]).is_file()
     cal = report["calibration"]  # the note odds were searched on training windows, and used for every row
     assert cal["split"] == "train" and cal["windows"] == 2 and 1 <= len(cal["probes"]) <= 5
