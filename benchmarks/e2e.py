@@ -58,7 +58,8 @@ def main() -> None:
         "target_total_s": round(floor + 15, 2), "meets_time_target": total <= floor + 15,
         "peak_memory_gb": round(peak_gb, 2), "meets_memory_target": peak_gb <= 3.0,
         "cut_hit_rate": sum(hit) / len(hit), "meets_hit_target": sum(hit) / len(hit) >= 0.95,
-        "tempo": result.report["tempo"], "backend": result.report["backend"], "sampler_steps": args.steps,
+        "tempo": result.report["tempo"], "joins": result.report["joins"], "backend": result.report["backend"],
+        "sampler_steps": args.steps,
         "machine": machine(),
     }, "e2e")
 
