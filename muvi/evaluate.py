@@ -167,14 +167,18 @@ def _sim(judge: MuVi, tokens: torch.Tensor, window: HeldOutWindow) -> float:
     return 100.0 * float((m * v).sum(-1).mean())
 
 
+def _reference_tokens(spec: Any, window: HeldOutWindow) -> torch.Tensor:
+    """The window's reference music as model tokens (T, F)."""
+    return torch.from_numpy(spec.to_tokens(spec.encode(window.score.notes, window.positions.shape[0])).copy())
+
+
 def _reference_sim(judge: MuVi, windows: Sequence[HeldOutWindow]) -> dict[str, float]:
     """SIM's scale on these windows: the reference music with its own video, and with the next
     window's video (another piece's music, as long as the window)."""
-    spec = judge.config.roll
-    toks = [torch.from_numpy(spec.to_tokens(spec.encode(w.score.notes, w.positions.shape[0])).copy()) for w in windows]
+    toks = [_reference_tokens(judge.config.roll, w) for w in windows]
     matched = [_sim(judge, t, w) for t, w in zip(toks, windows)]
-    other = [(toks[i], windows[(i + 1) % len(windows)]) for i in range(len(windows))]
-    mismatched = [_sim(judge, t, w) for t, w in other if len(windows) > 1 and t.shape[0] == w.positions.shape[0]]
+    nxt = list(windows[1:]) + list(windows[:1]) if len(windows) > 1 else []
+    mismatched = [_sim(judge, t, w) for t, w in zip(toks, nxt) if t.shape[0] == w.positions.shape[0]]
     return {"matched": float(np.mean(matched)), "mismatched": float(np.mean(mismatched)) if mismatched else math.nan}
 
 
@@ -209,8 +213,7 @@ def _score_rows(model: MuVi, judge: MuVi, windows: Sequence[HeldOutWindow], *, c
                        _hit=bs.bhs * bs.reference_beats / 100.0 if bs.reference_beats else 0.0)
         rows.append(row)
         gen_emb.append(_judge_embeddings(judge, tokens).mean(0).numpy())
-        ref_tokens = torch.from_numpy(spec.to_tokens(spec.encode(w.score.notes, w.positions.shape[0])).copy())
-        ref_emb.append(_judge_embeddings(judge, ref_tokens).mean(0).numpy())
+        ref_emb.append(_judge_embeddings(judge, _reference_tokens(spec, w)).mean(0).numpy())
     summary = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0] if not k.startswith("_")}
     if "bcs" in summary:  # pooled over windows: a window with few reference onsets would dominate a mean of ratios
         ref = sum(r["_ref"] for r in rows)

@@ -329,9 +329,11 @@ class Generator:
                 noise = torch.randn(1, n, spec.token_dim, generator=gen)
                 out = sample(fn, noise, steps=options.steps, method=options.sampler, prompt=prompt, prompt_mask=mask,
                              progress=step_progress if attempt == 0 else None, should_stop=should_stop)[0].numpy()
-                gaps = join_gaps(out, dspec, bar=bar, stems=options.stems, head=keep if k > 0 else None,
-                                 tail=k + 1 < len(starts)) if len(starts) > 1 else 0
-                silent = silent_stems(out[: max(0, min(n_real, s1) - s0)], dspec, bar=bar, stems=options.stems, start=keep)
+                real = out[: max(0, min(n_real, s1) - s0)]  # padding only ever follows a lone window
+                counts = _bar_counts(real, dspec, bar=bar, stems=options.stems)  # one decode for both checks
+                gaps = join_gaps(real, dspec, bar=bar, stems=options.stems, head=keep if k > 0 else None,
+                                 tail=k + 1 < len(starts), counts=counts) if len(starts) > 1 else 0
+                silent = silent_stems(real, dspec, bar=bar, stems=options.stems, start=keep, counts=counts)
                 penalty = gaps + silent * max(1, n // bar)
                 if best is None or penalty < best[0]:
                     best = (penalty, gaps, silent, out)
@@ -357,20 +359,22 @@ def _bar_counts(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str]
     return counts
 
 
-def silent_stems(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str], start: int = 0) -> int:
+def silent_stems(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str], start: int = 0,
+                 counts: dict[str, np.ndarray] | None = None) -> int:
     """Pitched stems (bass, chords, melody) among ``stems`` with no note in the bars the window
     writes (from step ``start``, after its prompt). Every style of the corpus has all three in
     over 99 % of its pieces, so a take without one is a bad take; drums are left out (several
-    styles often play without them). Windows shorter than two bars are not judged."""
+    styles often play without them). Windows shorter than two bars are not judged. ``counts``:
+    the window's :func:`_bar_counts` for ``stems``, when the caller has them."""
     first = -(-start // bar)
-    counts = _bar_counts(window, spec, bar=bar, stems=[s for s in stems if s in PITCHED_STEMS])
     if window.shape[0] // bar - first < 2:
         return 0
-    return sum(int(c[first:].sum() == 0) for c in counts.values())
+    counts = counts if counts is not None else _bar_counts(window, spec, bar=bar, stems=stems)
+    return sum(int(counts[s][first:].sum() == 0) for s in stems if s in PITCHED_STEMS)
 
 
 def join_gaps(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str], head: int | None,
-              tail: bool) -> int:
+              tail: bool, counts: dict[str, np.ndarray] | None = None) -> int:
     """Silent stem-bars where a window meets its neighbours: the first two bars it writes after
     the prompt (``head``: the prompt's length in steps) and, when another window follows, its
     last two bars (they become that window's prompt). Only stems that play in at least half of
@@ -378,7 +382,7 @@ def join_gaps(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str], 
     n_bars = window.shape[0] // bar
     if n_bars < 2:
         return 0
-    counts = _bar_counts(window, spec, bar=bar, stems=stems)
+    counts = counts if counts is not None else _bar_counts(window, spec, bar=bar, stems=stems)
     check: set[int] = set()
     if head is not None:
         first = head // bar
