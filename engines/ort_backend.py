@@ -33,6 +33,16 @@ def int8_expected(weights: Path, name: str, source_sha256: str) -> dict[str, obj
     return {**onnx_expected(weights, name), "precision": "int8", "source_onnx_sha256": source_sha256}
 
 
+def _max_steps(graph: Path) -> int:
+    """The longest ``steps`` in the profile ``graph`` was verified at (its manifest's, or for an
+    int8 graph whose manifest predates the field, its fp32 source's)."""
+    for manifest in (graph.with_suffix(".json"), graph.with_name(graph.name.split(".")[0] + ".json")):
+        profile = (read_manifest(manifest) or {}).get("profile")
+        if profile:
+            return int(profile["steps"][2])
+    raise BackendUnavailable(f"{graph}: its manifest records no profile; run export-engines --force")
+
+
 class OrtBackend:
     """``onnxruntime-cpu`` or ``onnxruntime-cuda``: runs ``adaptor.onnx`` and ``dit_step.onnx``
     from ``engines_dir`` after checking their manifests against ``weights``.
@@ -48,6 +58,8 @@ class OrtBackend:
         paths = self.check(engines_dir, weights, device=device, precision=precision)
         self.name, self.device = f"onnxruntime-{device}", device
         self.precision = "int8" if any(p.name.endswith(".int8.onnx") for p in paths.values()) else "fp32"
+        # the longest call the graphs were exported and verified for (their manifests' profiles)
+        self.max_steps = min(_max_steps(path) for path in paths.values())
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:

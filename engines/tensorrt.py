@@ -190,6 +190,7 @@ class TensorRTBackend:
                 raise TensorRTError(f"tensorrt: {plan} could not be loaded")
             self.engines[name], self.contexts[name] = engine, engine.create_execution_context()
         self.stream = torch.cuda.Stream()
+        self.max_steps = min(spec.profile(config)["steps"][2] for spec in SPECS.values())  # the plans' profile
 
     def _run(self, name: str, feeds: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         spec, ctx = SPECS[name], self.contexts[name]

@@ -18,6 +18,7 @@ __all__ = ["Backend", "TorchBackend"]
 
 class Backend(Protocol):
     name: str
+    max_steps: int  # the longest sequence (grid steps) one call takes
 
     def condition(self, patches: torch.Tensor, positions: torch.Tensor, style: torch.Tensor, mood: torch.Tensor,
                   drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,6 +36,7 @@ class TorchBackend:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.name = f"torch-{self.device.type}"
+        self.max_steps = model.config.dit.max_steps
 
     @torch.inference_mode()
     def condition(self, patches: torch.Tensor, positions: torch.Tensor, style: torch.Tensor, mood: torch.Tensor,

@@ -47,14 +47,14 @@ from muvi.music.score import Score
 from muvi.music.styles import STYLES
 from muvi.nn.adaptor import grid_positions
 from muvi.nn.encoders import load_encoder
-from muvi.nn.model import MuVi
+from muvi.nn.model import WINDOW_BARS, MuVi
 from muvi.prompt import continuation_prompt, load_prompt, prompt_tokens
 from muvi.render import LoudnessOptions, SynthOptions, render_score, write_preview, write_stems
 from muvi.sync import PlanAccent, accent_report, plan_beats
 from muvi.timeline import RationalTime, Segment, Timeline, TimeRange
 from muvi.video import check_timeline, decode_timeline
 
-__all__ = ["GenerateOptions", "GenerationResult", "Generator", "STAGES", "ALL_STEMS", "BPM_RANGE", "MAX_CFG", "MAX_STEPS"]
+__all__ = ["GenerateOptions", "GenerationResult", "Generator", "window_spans", "STAGES", "ALL_STEMS", "BPM_RANGE", "MAX_CFG", "MAX_STEPS"]
 
 log = logging.getLogger(__name__)
 STAGES = ("decode", "analysis", "plan", "encode", "sampling", "notes", "render", "write")
@@ -81,7 +81,7 @@ class GenerateOptions:
     prompt: Path | None = None  # MIDI or audio
     loudness_lufs: float | None = -16.0
     preview: bool = True
-    window_bars: int = 16
+    window_bars: int = WINDOW_BARS
     overlap_bars: int = 4
     soundfont: Path | None = None
 
@@ -111,6 +111,14 @@ class GenerationResult:
     files: dict[str, Path]
     score: Score
     report: dict[str, Any] = field(repr=False)
+
+
+def window_spans(n_steps: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    """The [start, end) grid steps of each window the pipeline samples for ``n_steps`` steps:
+    windows of ``window`` steps, each after the first overlapping the previous by ``overlap``
+    (its prompt); the last one may be shorter."""
+    starts = list(range(0, max(1, n_steps - overlap), window - overlap)) or [0]
+    return [(s0, min(n_steps, s0 + window)) for s0 in starts]
 
 
 class Generator:
@@ -149,6 +157,7 @@ class Generator:
 
         t = time.perf_counter()
         check_timeline(timeline)
+        self._check_window(options)
         checkpoint("decode")
         frames = decode_timeline(timeline, fps=FPS, size=(224, 224), progress=lambda f: prog("decode", f))
         stage_t["decode"] = time.perf_counter() - t
@@ -281,6 +290,17 @@ class Generator:
         return GenerationResult(out_dir, final, score, report)
 
 
+    def _check_window(self, options: GenerateOptions) -> None:
+        """Refuse, before any work, a window longer than the backend takes in one call (the
+        engines are built and verified for the model's window, ``ModelConfig.window_steps``)."""
+        win = options.window_bars * options.meter * self.model.config.roll.steps_per_beat
+        limit = int(getattr(self.backend, "max_steps", self.model.config.dit.max_steps))
+        if win > limit:
+            raise InvalidInputError(
+                f"a window of {options.window_bars} bars of {options.meter}/4 is {win} grid steps, but the "
+                f"{self.backend.name} backend takes at most {limit} per call; use a shorter window"
+                + (" or a torch backend" if not self.backend.name.startswith("torch") else ""))
+
     def _sample_windows(
         self, patches: torch.Tensor, positions: torch.Tensor, style_i: torch.Tensor, mood_i: torch.Tensor, *,
         options: GenerateOptions, cfg: float, n_steps: int, bar: int, user_prompt: Score | None,
@@ -294,12 +314,11 @@ class Generator:
         spec = self.model.config.roll
         win, ov = options.window_bars * bar, options.overlap_bars * bar
         tokens = np.zeros((n_steps, spec.token_dim), np.float32)
-        starts = list(range(0, max(1, n_steps - ov), win - ov)) or [0]
+        spans = window_spans(n_steps, win, ov)
         prev: np.ndarray | None = None
         t_cond = 0.0
-        joins = {"windows": len(starts), "retries": 0, "silent_stem_bars_left": 0, "silent_stems_left": 0}
-        for k, s0 in enumerate(starts):
-            s1 = min(n_steps, s0 + win)
+        joins = {"windows": len(spans), "retries": 0, "silent_stem_bars_left": 0, "silent_stems_left": 0}
+        for k, (s0, s1) in enumerate(spans):
             n = s1 - s0
             tc = time.perf_counter()
             pos = positions[s0:s1][None]
@@ -317,7 +336,7 @@ class Generator:
             keep = 0 if k == 0 else int(pmask.sum())
 
             def step_progress(i: int, total: int, k: int = k) -> None:
-                progress("sampling", (k + i / total) / len(starts))
+                progress("sampling", (k + i / total) / len(spans))
 
             # a window is sampled again (next seed) while a pitched stem is silent through all
             # of it, or, where it meets another window, a stem that plays through it falls silent
@@ -332,7 +351,7 @@ class Generator:
                 real = out[: max(0, min(n_real, s1) - s0)]  # padding only ever follows a lone window
                 counts = _bar_counts(real, dspec, bar=bar, stems=options.stems)  # one decode for both checks
                 gaps = join_gaps(real, dspec, bar=bar, stems=options.stems, head=keep if k > 0 else None,
-                                 tail=k + 1 < len(starts), counts=counts) if len(starts) > 1 else 0
+                                 tail=k + 1 < len(spans), counts=counts) if len(spans) > 1 else 0
                 silent = silent_stems(real, dspec, bar=bar, stems=options.stems, start=keep, counts=counts)
                 penalty = gaps + silent * max(1, n // bar)
                 if best is None or penalty < best[0]:

@@ -21,7 +21,12 @@ from muvi.nn.dit import MuViDiT
 from muvi.nn.music_encoder import MusicEncoder
 from muvi.nn.presets import DiTConfig, preset
 
-__all__ = ["ModelConfig", "MuVi", "STYLE_TAGS", "MOOD_TAGS"]
+__all__ = ["ModelConfig", "MuVi", "STYLE_TAGS", "MOOD_TAGS", "WINDOW_BARS"]
+
+# Bars the model sees at once: the pipeline samples a timeline in windows this long (joined by
+# prompts), training cuts windows of this length (window_steps 256 = 16 bars of 4/4 at 16ths),
+# and the engines are built and verified for calls up to it (engines.specs).
+WINDOW_BARS = 16
 
 STYLE_TAGS = ("none", *STYLE_NAMES, "chorale")
 MOOD_TAGS = ("none", *MOODS)
@@ -51,6 +56,12 @@ class ModelConfig:
     @property
     def sampling_note_odds(self) -> float:
         return 1.0 + self.note_weight if self.note_odds is None else self.note_odds
+
+    @property
+    def window_steps(self) -> int:
+        """Grid steps in the longest window the pipeline samples: :data:`WINDOW_BARS` bars of
+        4/4 (the longest meter), at most what the DiT supports."""
+        return min(WINDOW_BARS * 4 * self.roll.steps_per_beat, self.dit.max_steps)
 
     @property
     def decode_spec(self) -> RollSpec:

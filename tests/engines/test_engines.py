@@ -36,7 +36,8 @@ def test_specs_describe_the_modules_they_export() -> None:
     model = tiny_model()
     for spec in SPECS.values():
         prof = spec.profile(model.config)
-        assert prof["batch"] == (1, 2, 2) and prof["steps"][2] == model.config.dit.max_steps
+        # calls up to the pipeline's window, which the graphs are verified at (not dit.max_steps)
+        assert prof["batch"] == (1, 2, 2) and prof["steps"] == (16, 256, 256) == (16, *[model.config.window_steps] * 2)
         for size in ({"batch": 1, "steps": 16, "frames": 3}, {"batch": 2, "steps": 40, "frames": 25}):
             inputs = spec.sample_inputs(model.config, sizes=size)
             for t, x in zip(spec.inputs, inputs):
@@ -97,6 +98,39 @@ def test_int8_graph_is_checked_and_can_be_left_out(exported: dict[str, Path], ca
                progress=lambda m: None)
     assert not (copy / "dit_step.int8.onnx").exists() and not (copy / "dit_step.int8.json").exists()
     assert OrtBackend(copy, weights).precision == "fp32"
+
+
+def test_engines_take_windows_up_to_their_profile(exported: dict[str, Path]) -> None:
+    engines, weights = exported["engines"], exported["weights"]
+    manifest = json.loads((engines / "dit_step.json").read_text())
+    assert manifest["profile"]["steps"] == [16, 256, 256]
+    assert set(manifest["verify_max_rel_error"]) == {"batch=1,steps=16", "batch=2,steps=256", "batch=2,steps=139",
+                                                     "batch=1,steps=256"}
+    assert json.loads((engines / "dit_step.int8.json").read_text())["profile"] == manifest["profile"]
+    model, meta = load_checkpoint(weights)
+    assert OrtBackend(engines, weights).max_steps == 256 == TorchBackend(model).max_steps
+    copy = exported["tmp"] / "short-profile"
+    shutil.copytree(engines, copy)
+    short = json.loads((copy / "adaptor.json").read_text())
+    short["profile"]["steps"] = [16, 128, 128]  # graphs exported for 8-bar windows
+    (copy / "adaptor.json").write_text(json.dumps(short))
+    backend = OrtBackend(copy, weights)
+    assert backend.max_steps == 128
+    demo = write_demo_clip(exported["tmp"] / "short.mp4", seconds=4.0)
+    tl = Timeline.sequential([(demo.path, TimeRange.from_frames(0, demo.frame_count, demo.rate))], rate=demo.rate)
+    gen = Generator(model, backend=backend, meta=meta)
+    with pytest.raises(InvalidInputError, match="16 bars of 4/4 is 256 grid steps.*onnxruntime-cpu.*at most 128"):
+        gen.generate(tl, GenerateOptions(seed=1, steps=2, preview=False), exported["tmp"] / "refused")
+    assert not (exported["tmp"] / "refused").exists()  # refused before any work
+    result = gen.generate(tl, GenerateOptions(seed=1, steps=2, preview=False, window_bars=8, overlap_bars=2),
+                          exported["tmp"] / "eight-bars")
+    assert result.report["joins"]["windows"] >= 1 and (exported["tmp"] / "eight-bars" / "mix.wav").is_file()
+    # export-engines notices graphs exported for another profile and exports them again
+    export_all(weights, copy, precision="bf16", builder="none", force=False, progress=lambda m: None)
+    assert json.loads((copy / "adaptor.json").read_text())["profile"]["steps"] == [16, 256, 256]
+    assert OrtBackend(copy, weights).max_steps == 256
+    with pytest.raises(InvalidInputError, match="17 bars.*torch-cpu backend takes at most 256"):
+        Generator(model, meta=meta).generate(tl, GenerateOptions(window_bars=17, preview=False), exported["tmp"] / "x")
 
 
 def test_torch_and_onnxruntime_make_the_same_notes_for_the_demo_clip(exported: dict[str, Path]) -> None:

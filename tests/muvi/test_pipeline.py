@@ -10,7 +10,7 @@ from muvi.bwf import read_bwf
 from muvi.errors import Cancelled, InvalidInputError, MediaRangeError
 from muvi.media_gen import write_shot_clip
 from muvi.music.midi import read_midi
-from muvi.pipeline import GenerateOptions, Generator
+from muvi.pipeline import GenerateOptions, Generator, window_spans
 from muvi.timeline import Rate, RationalTime, Segment, Timeline, TimeRange
 from tests.muvi.nn.test_model_weights_prompt import tiny_model
 
@@ -116,3 +116,14 @@ def test_join_gaps_counts_silent_bars_of_playing_stems_at_joins() -> None:
     assert join_gaps(window, spec, bar=bar, stems=stems, head=4 * bar, tail=True) == 2
     assert join_gaps(window, spec, bar=bar, stems=stems, head=None, tail=False) == 0
     assert join_gaps(window, spec, bar=bar, stems=("melody",), head=4 * bar, tail=True) == 0
+
+
+def test_window_spans_cover_the_roll_with_prompted_overlaps() -> None:
+    # 60 s at 120 BPM (480 steps) in 16-bar windows overlapping by 4 bars
+    assert window_spans(480, 256, 64) == [(0, 256), (192, 448), (384, 480)]
+    assert window_spans(256, 256, 64) == [(0, 256)]  # exactly one window: no second one for the overlap
+    assert window_spans(40, 256, 64) == [(0, 40)]
+    for n in (1, 100, 257, 999):
+        spans = window_spans(n, 128, 32)
+        assert spans[0][0] == 0 and spans[-1][1] == n and all(b - a <= 128 for a, b in spans)
+        assert all(s1 - a == 32 for (_, s1), (a, _) in zip(spans, spans[1:]))  # each later one overlaps by 32
