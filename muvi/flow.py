@@ -97,9 +97,12 @@ def guided_velocity(
     prompt_mask: torch.Tensor,
 ) -> VelocityFn:
     """A velocity function for :func:`sample` from one network step (the DiT's ``velocity`` or
-    an engine), with classifier-free guidance evaluated as a single doubled batch."""
+    an engine), with classifier-free guidance evaluated as a single doubled batch. Scale 1 is
+    the conditional prediction alone and scale 0 the unconditional one alone (one batch)."""
     if uncond is None or scale == 1.0:
         return lambda x, t: step(x, t, cond[0], cond[1], prompt, prompt_mask)
+    if scale == 0.0:
+        return lambda x, t: step(x, t, uncond[0], uncond[1], prompt, prompt_mask)
     tokens = torch.cat([cond[0], uncond[0]])
     vec = torch.cat([cond[1], uncond[1]])
     p2, m2 = torch.cat([prompt, prompt]), torch.cat([prompt_mask, prompt_mask])

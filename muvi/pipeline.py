@@ -7,7 +7,8 @@ Stages (each timed, each reported through ``progress(stage, fraction)``):
 window (16 bars, 4 bars overlap: each window after the first gets the end of the previous one
 as its in-context prompt, the first one the user's prompt; a window where a pitched stem is
 silent throughout, or whose bars at a join leave a stem that plays through it silent, is
-sampled again with the next seed, up to ``JOIN_TRIES`` times, keeping the best —
+sampled again with the next seed, up to ``JOIN_TRIES`` times, keeping the best; after a try
+that left a pitched stem silent the next leans less on the picture (:func:`retry_guidance`) —
 ``report.json`` says how often) → ``notes`` (decode, transpose from
 the model's common tonic to the key, snap to the scale) → ``render`` (FluidSynth per stem) →
 ``write`` (Broadcast-WAV stems + mix, MIDI, beats.json, report.json, roll.png, preview.mp4).
@@ -64,6 +65,19 @@ BPM_RANGE = (40.0, 240.0)  # a pinned tempo
 MAX_CFG = 15.0
 MAX_STEPS = 200
 JOIN_TRIES = 4  # samples per window at most while a join leaves a playing stem silent for a bar
+
+
+def retry_guidance(cfg: float, silent_tries: int, *, tries: int = JOIN_TRIES) -> float:
+    """The guidance scale of a window's next try after ``silent_tries`` tries that left a pitched
+    stem silent throughout: ``cfg`` at first, then down in equal steps to 0 (the unconditional
+    prediction: style, mood and prompt without the picture) for the last try. On camera footage
+    unlike the training videos the picture can steer the model to silence in a stem at every
+    seed (shipped model, bikes.mp4, ``--style rock``: bass and chords silent in all four tries),
+    while without the picture the same style plays in every bar; a take that follows the
+    picture less beats an empty stem track."""
+    if silent_tries <= 0 or tries < 2:
+        return cfg
+    return cfg * max(0.0, 1.0 - silent_tries / (tries - 1))
 
 
 @dataclass(frozen=True)
@@ -317,7 +331,8 @@ class Generator:
         spans = window_spans(n_steps, win, ov)
         prev: np.ndarray | None = None
         t_cond = 0.0
-        joins = {"windows": len(spans), "retries": 0, "silent_stem_bars_left": 0, "silent_stems_left": 0}
+        joins = {"windows": len(spans), "retries": 0, "silent_stem_bars_left": 0, "silent_stems_left": 0,
+                 "lowered_guidance_windows": 0, "lowest_guidance": cfg}
         for k, (s0, s1) in enumerate(spans):
             n = s1 - s0
             tc = time.perf_counter()
@@ -332,7 +347,6 @@ class Generator:
             else:
                 ptok, pmask = np.zeros((n, spec.token_dim), np.float32), np.zeros((n, 1), np.float32)
             prompt, mask = torch.from_numpy(ptok)[None], torch.from_numpy(pmask)[None]
-            fn = guided_velocity(self.backend.velocity, cond=cond, uncond=unc, scale=cfg, prompt=prompt, prompt_mask=mask)
             keep = 0 if k == 0 else int(pmask.sum())
 
             def step_progress(i: int, total: int, k: int = k) -> None:
@@ -340,10 +354,16 @@ class Generator:
 
             # a window is sampled again (next seed) while a pitched stem is silent through all
             # of it, or, where it meets another window, a stem that plays through it falls silent
-            # for a bar at the join; the best try is kept (a silent stem weighs as all its bars)
+            # for a bar at the join; the best try is kept (a silent stem weighs as all its bars,
+            # and of equal tries the first, the most guided, wins); after a silent stem the next
+            # try follows the picture less (retry_guidance)
             dspec = self.model.config.decode_spec
-            best: tuple[int, int, int, np.ndarray] | None = None
+            best: tuple[int, int, int, np.ndarray, float] | None = None
+            silent_tries = 0
             for attempt in range(JOIN_TRIES):
+                scale = retry_guidance(cfg, silent_tries)
+                fn = guided_velocity(self.backend.velocity, cond=cond, uncond=unc, scale=scale, prompt=prompt,
+                                     prompt_mask=mask)
                 gen = torch.Generator().manual_seed(options.seed * 1000 + k + 100_000 * attempt)
                 noise = torch.randn(1, n, spec.token_dim, generator=gen)
                 out = sample(fn, noise, steps=options.steps, method=options.sampler, prompt=prompt, prompt_mask=mask,
@@ -355,13 +375,16 @@ class Generator:
                 silent = silent_stems(real, dspec, bar=bar, stems=options.stems, start=keep, counts=counts)
                 penalty = gaps + silent * max(1, n // bar)
                 if best is None or penalty < best[0]:
-                    best = (penalty, gaps, silent, out)
+                    best = (penalty, gaps, silent, out, scale)
                 if penalty == 0:
                     break
+                silent_tries += silent > 0
                 joins["retries"] += attempt + 1 < JOIN_TRIES
             assert best is not None
             joins["silent_stem_bars_left"] += best[1]
             joins["silent_stems_left"] += best[2]
+            joins["lowered_guidance_windows"] += best[4] < cfg
+            joins["lowest_guidance"] = min(joins["lowest_guidance"], best[4])
             out = best[3]
             tokens[s0 + keep : s1] = out[keep:]
             prev = out

@@ -122,6 +122,9 @@ def test_cfg_progress_cancel_and_prompt() -> None:
     assert torch.allclose(out[0, 1:], torch.full((3, 2), 3.0))  # v = 0 + 3 * (1 - 0) integrated over [0, 1]
     assert torch.equal(out[0, 0], torch.full((2,), 7.0))  # prompt kept exactly
     assert seen == [(i, 5) for i in range(1, 6)]
+    calls.clear()  # scale 0: the unconditional prediction alone, one batch
+    fn0 = guided_velocity(step, cond=cond, uncond=unc, scale=0.0, prompt=prompt, prompt_mask=mask)
+    assert torch.equal(fn0(torch.zeros(1, 4, 2), torch.zeros(1)), torch.zeros(1, 4, 2)) and calls == [1]
     n = iter(range(100))
     with pytest.raises(Cancelled, match="step 3 of 5"):
         sample(fn, torch.zeros(1, 4, 2), steps=5, should_stop=lambda: next(n) >= 2)
