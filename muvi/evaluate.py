@@ -429,10 +429,11 @@ def _markdown(r: dict[str, Any]) -> str:
     cols = ["fd_stand_in", "bcs", "bhs", "sim", "accent_hit_rate", "in_scale_ratio", "empty_bar_ratio",
             "pitch_class_entropy", "groove_consistency"]
     head = "| model | FD* | BCS | BHS | SIM | accent hit | in-scale | empty bars | PC entropy | groove |"
+    how = "the sweep's pick" if r["cfg_sweep"] else "given; no CFG sweep"
     lines = [
         "# muvi evaluation", "",
         f"Held-out synthetic pairs: {r['windows']} windows of pieces the training split never saw; "
-        f"CFG {r['cfg']} (the sweep's pick), {r['sampler_steps']} Euler steps. FD* is a Fréchet distance on the "
+        f"CFG {r['cfg']} ({how}), {r['sampler_steps']} Euler steps. FD* is a Fréchet distance on the "
         "model's music-encoder embeddings — a stand-in, not the paper's FAD/FD. SIM is judged by the evaluated "
         "model's encoders for every row. BCS and BHS are pooled over the windows (all generated or hit onsets "
         "over all reference onsets); eval.json also has the mean of per-window ratios (bcs_window_mean), which "
@@ -453,10 +454,11 @@ def _markdown(r: dict[str, Any]) -> str:
     lines += ["", head, "|" + "---|" * 10]
     for name, row in r["rows"].items():
         lines.append(f"| {name} | " + " | ".join(f"{row.get(c, float('nan')):.3f}" for c in cols) + " |")
-    lines += ["", f"## CFG sweep (recommended: {r['recommended_cfg']})", "", "| CFG | " + " | ".join(cols) + " |",
-              "|" + "---|" * (len(cols) + 1)]
-    for s, row in r["cfg_sweep"].items():
-        lines.append(f"| {s} | " + " | ".join(f"{row.get(c, float('nan')):.3f}" for c in cols) + " |")
+    if r["cfg_sweep"]:
+        lines += ["", f"## CFG sweep (recommended: {r['recommended_cfg']})", "", "| CFG | " + " | ".join(cols) + " |",
+                  "|" + "---|" * (len(cols) + 1)]
+        for s, row in r["cfg_sweep"].items():
+            lines.append(f"| {s} | " + " | ".join(f"{row.get(c, float('nan')):.3f}" for c in cols) + " |")
     c = r.get("controls") or {}
     if c:
         s0, s1 = c["styles"]
