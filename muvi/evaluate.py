@@ -425,11 +425,20 @@ def _targets(rows: dict[str, dict[str, float]]) -> dict[str, bool]:
     }
 
 
+def _cfg_source(r: dict[str, Any]) -> str:
+    """Where the report's CFG scale came from, for its table's caption."""
+    if not r["cfg_sweep"]:
+        return "given; no CFG sweep"
+    if r["cfg"] == r["recommended_cfg"]:
+        return "the sweep's pick"
+    return f"given; the sweep picks {r['recommended_cfg']}"
+
+
 def _markdown(r: dict[str, Any]) -> str:
     cols = ["fd_stand_in", "bcs", "bhs", "sim", "accent_hit_rate", "in_scale_ratio", "empty_bar_ratio",
             "pitch_class_entropy", "groove_consistency"]
     head = "| model | FD* | BCS | BHS | SIM | accent hit | in-scale | empty bars | PC entropy | groove |"
-    how = "the sweep's pick" if r["cfg_sweep"] else "given; no CFG sweep"
+    how = _cfg_source(r)
     lines = [
         "# muvi evaluation", "",
         f"Held-out synthetic pairs: {r['windows']} windows of pieces the training split never saw; "

@@ -237,6 +237,7 @@ def test_eval_writes_a_report_on_held_out_pieces(corpus_dir: Path, tmp_path: Pat
         assert k in row
     assert report["cfg"] == report["recommended_cfg"]  # the table is at the sweep's pick
     md = (tmp_path / "report" / "EVAL.md").read_text()
+    assert f"CFG {report['cfg']} (the sweep's pick)" in md
     assert "stand-in" in md and "| muvi |" in md and report["recommended_cfg"] in (1.0, 3.0)
     ref = report["reference_sim"]  # SIM's scale: the reference music with its own video and another's
     assert -100 <= ref["matched"] <= 100 and -100 <= ref["mismatched"] <= 100 and "SIM's scale" in md
@@ -250,3 +251,11 @@ def test_eval_writes_a_report_on_held_out_pieces(corpus_dir: Path, tmp_path: Pat
     assert all(set(p) >= {"with_prompt", "without_prompt", "right_way"} for p in c["prompt"].values())
     assert c["prompt_shift_right_way"] == all(p["right_way"] for p in c["prompt"].values())
     assert isinstance(c["style_shift_right_way"], bool) and "## Controls" in md
+
+
+def test_eval_caption_says_where_the_cfg_scale_came_from() -> None:
+    from muvi.evaluate import _cfg_source
+
+    assert _cfg_source({"cfg_sweep": {"1.0": {}}, "cfg": 1.0, "recommended_cfg": 1.0}) == "the sweep's pick"
+    assert _cfg_source({"cfg_sweep": {"1.0": {}}, "cfg": 3.0, "recommended_cfg": 1.0}) == "given; the sweep picks 1.0"
+    assert _cfg_source({"cfg_sweep": {}, "cfg": 1.5, "recommended_cfg": 1.5}) == "given; no CFG sweep"
