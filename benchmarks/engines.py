@@ -74,7 +74,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     step_in = SPECS["dit_step"].sample_inputs(cfg, sizes={"batch": 2, "steps": W}, generator=g)
     adapt_in = SPECS["adaptor"].sample_inputs(cfg, sizes={"batch": 1, "steps": T, "frames": 600}, generator=g)
-    window_in = (adapt_in[0], adapt_in[1][:, :W], *adapt_in[2:])
+    window_in = (adapt_in[0], adapt_in[1][:, :W], *adapt_in[2:5], adapt_in[5][:, :W])
     rows, skipped, made = {}, {}, {}
     for name in AUTO_ORDER:
         try:
@@ -90,9 +90,9 @@ def main() -> None:
 
         def full(backend=backend) -> None:  # type: ignore[no-untyped-def]
             for s0, s1 in spans:  # each window conditioned and sampled, as the pipeline does
-                pos = adapt_in[1][:, s0:s1]
-                cond = backend.condition(adapt_in[0], pos, *adapt_in[2:4], torch.tensor([False]))
-                unc = backend.condition(adapt_in[0], pos, *adapt_in[2:4], torch.tensor([True]))
+                pos, ctl = adapt_in[1][:, s0:s1], adapt_in[5][:, s0:s1]
+                cond = backend.condition(adapt_in[0], pos, *adapt_in[2:4], torch.tensor([False]), ctl)
+                unc = backend.condition(adapt_in[0], pos, *adapt_in[2:4], torch.tensor([True]), ctl)
                 n = s1 - s0
                 prompt, mask = torch.zeros(1, n, cfg.roll.token_dim), torch.zeros(1, n, 1)
                 fn = guided_velocity(backend.velocity, cond=cond, uncond=unc, scale=3.0, prompt=prompt,

@@ -112,9 +112,10 @@ class OrtBackend:
         return self.sessions[name].run(self._outputs[name], {k: v.detach().cpu().numpy() for k, v in feeds.items()})
 
     def condition(self, patches: torch.Tensor, positions: torch.Tensor, style: torch.Tensor, mood: torch.Tensor,
-                  drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                  drop: torch.Tensor, controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tokens, vec = self._run("adaptor", {"patches": patches.float(), "positions": positions.float(),
-                                            "style": style.long(), "mood": mood.long(), "drop": drop.bool()})
+                                            "style": style.long(), "mood": mood.long(), "drop": drop.bool(),
+                                            "controls": controls.float()})
         return torch.from_numpy(tokens), torch.from_numpy(vec)
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond_tokens: torch.Tensor, cond_vec: torch.Tensor,

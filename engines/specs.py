@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from muvi.curves import CONTROL_CHANNELS, N_CONTROLS
 from muvi.nn.model import MuVi, ModelConfig
 
 __all__ = ["TensorSpec", "EngineSpec", "SPECS", "spec", "OPSET"]
@@ -94,6 +95,9 @@ class EngineSpec:
                 out.append((torch.rand(shape, generator=g) < 0.3).float())
             elif t.name == "style":
                 out.append(torch.randint(0, len(config.styles), shape, generator=g))
+            elif t.name == "controls":  # [value·mask, mask] per curve
+                mask = (torch.rand((*shape[:-1], N_CONTROLS), generator=g) < 0.7).float()
+                out.append(torch.cat([torch.rand(mask.shape, generator=g) * mask, mask], dim=-1))
             elif t.name == "mood":
                 out.append(torch.randint(0, len(config.moods), shape, generator=g))
             elif t.dtype == "bool":
@@ -109,8 +113,8 @@ class _Adaptor(nn.Module):
         self.model = model
 
     def forward(self, patches: torch.Tensor, positions: torch.Tensor, style: torch.Tensor, mood: torch.Tensor,
-                drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.condition(patches, positions, style, mood, drop)
+                drop: torch.Tensor, controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.condition(patches, positions, style, mood, drop, controls)
 
 
 class _DiTStep(nn.Module):
@@ -125,7 +129,7 @@ class _DiTStep(nn.Module):
 
 def _fixed(config: ModelConfig) -> dict[str, int]:
     return {"W": config.dit.width, "F": config.roll.token_dim, "P": int(config.encoder["n_tokens"]),
-            "D": int(config.encoder["dim"])}
+            "D": int(config.encoder["dim"]), "C": CONTROL_CHANNELS}
 
 
 ADAPTOR = EngineSpec(
@@ -136,6 +140,7 @@ ADAPTOR = EngineSpec(
         TensorSpec("style", "int64", ("batch",)),
         TensorSpec("mood", "int64", ("batch",)),
         TensorSpec("drop", "bool", ("batch",)),  # the null condition (CFG's unconditional branch)
+        TensorSpec("controls", "float32", ("batch", "steps", "C")),  # control curves per step (muvi.curves)
     ),
     outputs=(TensorSpec("cond_tokens", "float32", ("batch", "steps", "W")),
              TensorSpec("cond_vec", "float32", ("batch", "W"))),

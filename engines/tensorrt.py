@@ -211,9 +211,9 @@ class TensorRTBackend:
         return outs
 
     def condition(self, patches: torch.Tensor, positions: torch.Tensor, style: torch.Tensor, mood: torch.Tensor,
-                  drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                  drop: torch.Tensor, controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tokens, vec = self._run("adaptor", {"patches": patches, "positions": positions, "style": style, "mood": mood,
-                                            "drop": drop})
+                                            "drop": drop, "controls": controls})
         return tokens, vec
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond_tokens: torch.Tensor, cond_vec: torch.Tensor,

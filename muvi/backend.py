@@ -21,7 +21,7 @@ class Backend(Protocol):
     max_steps: int  # the longest sequence (grid steps) one call takes
 
     def condition(self, patches: torch.Tensor, positions: torch.Tensor, style: torch.Tensor, mood: torch.Tensor,
-                  drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                  drop: torch.Tensor, controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ...
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond_tokens: torch.Tensor, cond_vec: torch.Tensor,
@@ -40,9 +40,9 @@ class TorchBackend:
 
     @torch.inference_mode()
     def condition(self, patches: torch.Tensor, positions: torch.Tensor, style: torch.Tensor, mood: torch.Tensor,
-                  drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                  drop: torch.Tensor, controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d = self.device
-        return self.model.condition(patches.to(d), positions.to(d), style.to(d), mood.to(d), drop.to(d))
+        return self.model.condition(patches.to(d), positions.to(d), style.to(d), mood.to(d), drop.to(d), controls.to(d))
 
     @torch.inference_mode()
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond_tokens: torch.Tensor, cond_vec: torch.Tensor,

@@ -220,16 +220,17 @@ def _clip_timeline(specs: list[str]):  # type: ignore[no-untyped-def]
 
 
 def _args_timeline(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The Timeline of ``VIDEO[@IN-OUT] ...`` or ``--otio FILE`` (exactly one of them)."""
+    """The Timeline of ``VIDEO[@IN-OUT] ...`` or ``--otio FILE`` (exactly one of them), and the
+    OTIO file's markers (none for clips)."""
     from muvi.errors import InvalidInputError
 
     if bool(args.otio) == bool(args.videos):
         raise InvalidInputError("give either VIDEO clips or --otio TIMELINE.otio")
     if args.otio:
-        from muvi.otio_io import read_otio
+        from muvi.otio_io import read_otio_with_markers
 
-        return read_otio(args.otio)
-    return _clip_timeline(args.videos)
+        return read_otio_with_markers(args.otio)
+    return _clip_timeline(args.videos), []
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -240,7 +241,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from muvi.pipeline import GenerateOptions, Generator
     from muvi.weights import load_checkpoint
 
-    timeline = _args_timeline(args)
+    timeline, markers = _args_timeline(args)
+    energy_curve = args.energy_curve
+    if energy_curve is None:  # OTIO markers named energy=<level> keyframe the curve
+        from muvi.otio_io import energy_curve_from_markers
+
+        energy_curve = energy_curve_from_markers(markers)
     weights = args.weights or DEFAULT_WEIGHTS
     if not (Path(weights) / "config.json").is_file():
         raise InvalidInputError(f"no model weights at {weights} (pass --weights DIR)")
@@ -248,7 +254,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         style=args.style, mood=args.mood, key=args.key, bpm=args.bpm, meter=args.meter,
         stems=tuple(s.strip() for s in args.stems.split(",") if s.strip()), seed=args.seed, steps=args.steps,
         cfg=args.cfg, prompt=args.prompt, loudness_lufs=args.loudness, preview=not args.no_preview,
-        soundfont=args.soundfont,
+        soundfont=args.soundfont, energy=args.energy, energy_curve=energy_curve,
     )
     model, meta = load_checkpoint(weights)
     generator = Generator(model, backend=select_backend(args.backend, model, weights=Path(weights),
@@ -281,7 +287,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, default=None, metavar="DIR", help="default: the shipped weights")
     p.add_argument("--style", default=None)
     p.add_argument("--mood", default=None)
-    p.add_argument("--key", default=None, help="e.g. 'A minor' (default: chosen from the seed)")
+    p.add_argument("--key", default=None, help="e.g. 'A minor' (default: from the picture's look)")
     p.add_argument("--bpm", type=float, default=None, help="pin the tempo")
     p.add_argument("--meter", type=int, default=4, choices=[3, 4])
     p.add_argument("--stems", default="drums,bass,chords,melody")
@@ -290,6 +296,11 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's)")
     p.add_argument("--prompt", type=Path, default=None, metavar="FILE", help="MIDI or audio to continue from")
     p.add_argument("--loudness", type=float, default=-16.0, metavar="LUFS")
+    p.add_argument("--energy", default=None, metavar="LEVEL",
+                   help="low, medium (default), high or 0-1: scales the energy the picture asks for")
+    p.add_argument("--energy-curve", default=None, metavar="S:L,...",
+                   help="replace the picture's energy by keyframes, seconds:level (0-1), e.g. 0:0.2,12.5:0.9,30:0.4; "
+                        "with --otio, markers named energy=<level> do the same")
     p.add_argument("--no-preview", action="store_true")
     p.add_argument("--soundfont", type=Path, default=None)
     p.add_argument("--backend", default="auto",
@@ -376,9 +387,13 @@ def _cmd_client(args: argparse.Namespace) -> int:
             if args.client_command == "cancel":
                 print(f"{args.request_id}: was {client.cancel(args.request_id)}; cancelled")
                 return 0
-            timeline = _args_timeline(args)
+            timeline, markers = _args_timeline(args)
             opts = pb.GenerateOptions()
-            for name in ("style", "mood", "key", "bpm", "seed", "steps", "cfg"):
+            if args.energy_curve is None:
+                from muvi.otio_io import energy_curve_from_markers
+
+                args.energy_curve = energy_curve_from_markers(markers)
+            for name in ("style", "mood", "key", "bpm", "seed", "steps", "cfg", "energy", "energy_curve"):
                 if getattr(args, name) is not None:
                     setattr(opts, name, getattr(args, name))
             if args.no_preview:
@@ -424,7 +439,7 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--request-id", default=None)
     g.add_argument("--overwrite", action="store_true")
     for name, kind in (("style", str), ("mood", str), ("key", str), ("bpm", float), ("seed", int), ("steps", int),
-                       ("cfg", float)):
+                       ("cfg", float), ("energy", str), ("energy-curve", str)):
         g.add_argument(f"--{name}", type=kind, default=None)
     g.add_argument("--prompt", type=Path, default=None, metavar="FILE")
     g.add_argument("--no-preview", action="store_true")

@@ -29,7 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from muvi.analysis import find_accents
+from muvi.analysis import find_accents, motion_curve, thumbnails
+from muvi.curves import music_curves, parse_energy, spearman, timeline_controls
 from muvi.fileio import atomic_write_text
 from muvi.flow import guided_velocity, sample
 from muvi.metrics import accent_hit_rate, beat_scores, frechet_distance, musicality
@@ -75,6 +76,8 @@ class HeldOutWindow:
     positions: torch.Tensor  # (T,)
     accents: tuple[Fraction, ...]
     name: str
+    controls: torch.Tensor  # (T, CONTROL_CHANNELS) the control curves the picture asks for (as the pipeline makes them)
+    requested_intensity: tuple[float, ...]  # per bar: the intensity curve within controls (empty: none)
 
 
 def held_out_windows(model: MuVi, recipe: dict[str, Any], options: EvalOptions, *,
@@ -116,10 +119,18 @@ def held_out_windows(model: MuVi, recipe: dict[str, Any], options: EvalOptions, 
         accents = find_accents(clip.frames, clip.times)
         pos = grid_positions(score.tempo, windows.steps, steps_per_beat=score.steps_per_beat, fps=FPS, n_frames=n_frames)
         piece = corpus.pieces[windows.windows[i].piece]
+        patches = enc.encode(clip.frames)[0]
+        cuts = [a.index for a in accents if a.kind == "cut"]
+        bar = score.steps_per_bar
+        ctl, rep = timeline_controls(
+            model.config.curve_ranges, motion=motion_curve(thumbnails(clip.frames), cuts), cuts=cuts,
+            frame_features=patches[:, 0].numpy(), positions=pos, style=piece["style"], energy=parse_energy(None),
+            curve=None, bar=bar, n_bars=windows.steps // bar, bar_time=lambda b: 0.0)
         out.append(HeldOutWindow(
             Score(score.notes, score.tempo, windows.steps, score.steps_per_beat, score.programs, score.key, score.style),
-            piece["style"], clip.frames, enc.encode(clip.frames)[0], torch.from_numpy(pos),
-            tuple(a.time for a in accents), f"{piece['name']}@{windows.windows[i].start}"))
+            piece["style"], clip.frames, patches, torch.from_numpy(pos),
+            tuple(a.time for a in accents), f"{piece['name']}@{windows.windows[i].start}",
+            torch.from_numpy(ctl), tuple(rep.get("requested", {}).get("intensity", ()))))
     return out
 
 
@@ -135,8 +146,10 @@ def generate_for(model: MuVi, window: HeldOutWindow, *, cfg: float, steps: int, 
         style = window.style if window.style in model.config.styles else None
     s, m = torch.tensor([model.config.style_index(style)]), torch.tensor([0])
     patches, pos = window.patches[None], window.positions[None]
-    cond = model.condition(patches, pos, s, m, torch.tensor([unconditional]))
-    unc = model.condition(patches, pos, s, m, torch.tensor([True]))
+    # the unconditional baseline ignores the picture altogether: no control curves either
+    ctl = torch.zeros_like(window.controls)[None] if unconditional else window.controls[None]
+    cond = model.condition(patches, pos, s, m, torch.tensor([unconditional]), ctl)
+    unc = model.condition(patches, pos, s, m, torch.tensor([True]), ctl)
     ptok, pmask = prompt_tokens(window.score.notes, spec, n_steps=n, prefix_steps=prompt_steps)
     prompt, mask = torch.from_numpy(ptok)[None], torch.from_numpy(pmask)[None]
     fn = guided_velocity(model.dit.velocity, cond=cond, uncond=None if unconditional else unc, scale=cfg,
@@ -182,6 +195,15 @@ def _reference_sim(judge: MuVi, windows: Sequence[HeldOutWindow]) -> dict[str, f
     return {"matched": float(np.mean(matched)), "mismatched": float(np.mean(mismatched)) if mismatched else math.nan}
 
 
+def _nanmean(values: Sequence[float]) -> float:
+    v = np.asarray(values, np.float64)
+    return float(v[~np.isnan(v)].mean()) if np.any(~np.isnan(v)) else math.nan
+
+
+def _nan(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
 def _score_rows(model: MuVi, judge: MuVi, windows: Sequence[HeldOutWindow], *, cfg: float, steps: int, seed: int,
                 unconditional: bool, audio: bool, ref_audio: dict[int, np.ndarray]) -> tuple[dict[str, Any], list[Score]]:
     spec = model.config.roll
@@ -200,6 +222,8 @@ def _score_rows(model: MuVi, judge: MuVi, windows: Sequence[HeldOutWindow], *, c
             "groove_consistency": mu["groove_consistency"],
             "empty_bar_ratio": float(np.mean([mu["stems"][s]["empty_bar_ratio"] for s in w.score.stems if s in mu["stems"]])),
             "notes_per_bar": sum(v["note_density_per_bar"] for v in mu["stems"].values()),
+            "curve_spearman": _nan(spearman(w.requested_intensity, music_curves(
+                score.notes, n_steps=score.n_steps, steps_per_bar=score.steps_per_bar)[:, 0])),
         }
         if audio:
             n = int(w.score.duration * 48000)
@@ -214,7 +238,7 @@ def _score_rows(model: MuVi, judge: MuVi, windows: Sequence[HeldOutWindow], *, c
         rows.append(row)
         gen_emb.append(_judge_embeddings(judge, tokens).mean(0).numpy())
         ref_emb.append(_judge_embeddings(judge, _reference_tokens(spec, w)).mean(0).numpy())
-    summary = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0] if not k.startswith("_")}
+    summary = {k: _nanmean([r[k] for r in rows]) for k in rows[0] if not k.startswith("_")}
     if "bcs" in summary:  # pooled over windows: a window with few reference onsets would dominate a mean of ratios
         ref = sum(r["_ref"] for r in rows)
         summary["bcs_window_mean"], summary["bhs_window_mean"] = summary["bcs"], summary["bhs"]
@@ -436,8 +460,8 @@ def _cfg_source(r: dict[str, Any]) -> str:
 
 def _markdown(r: dict[str, Any]) -> str:
     cols = ["fd_stand_in", "bcs", "bhs", "sim", "accent_hit_rate", "in_scale_ratio", "empty_bar_ratio",
-            "pitch_class_entropy", "groove_consistency"]
-    head = "| model | FD* | BCS | BHS | SIM | accent hit | in-scale | empty bars | PC entropy | groove |"
+            "pitch_class_entropy", "groove_consistency", "curve_spearman"]
+    head = "| model | FD* | BCS | BHS | SIM | accent hit | in-scale | empty bars | PC entropy | groove | curve ρ |"
     how = _cfg_source(r)
     lines = [
         "# muvi evaluation", "",
@@ -460,7 +484,9 @@ def _markdown(r: dict[str, Any]) -> str:
     if ref:
         lines += ["", f"SIM's scale with this judge: the held-out reference music scores {ref['matched']:.1f} with its own "
                   f"video and {ref['mismatched']:.1f} with another window's video."]
-    lines += ["", head, "|" + "---|" * 10]
+    lines += ["", "curve ρ: Spearman correlation, per window, between the per-bar intensity the picture's control "
+              "curve asks for and the generated music's (windows with a flat requested curve are left out); the "
+              "unconditional row gets no curves.", "", head, "|" + "---|" * 11]
     for name, row in r["rows"].items():
         lines.append(f"| {name} | " + " | ".join(f"{row.get(c, float('nan')):.3f}" for c in cols) + " |")
     if r["cfg_sweep"]:

@@ -27,7 +27,8 @@ from typing import Any, Sequence
 from muvi.errors import InvalidInputError, TimelineError
 from muvi.timeline import AUDIO_SAMPLE_RATE, Rate, RationalTime, Segment, Timeline, TimeRange
 
-__all__ = ["read_otio", "write_otio", "timeline_from_otio", "timeline_to_otio", "PlacedAudio", "stems_to_otio"]
+__all__ = ["read_otio", "write_otio", "timeline_from_otio", "timeline_to_otio", "PlacedAudio", "stems_to_otio",
+           "timeline_markers", "energy_curve_from_markers", "read_otio_with_markers"]
 
 
 def _otio() -> Any:
@@ -136,6 +137,46 @@ def timeline_from_otio(obj: Any, *, base_dir: Path | None = None, rate: Rate | N
     return Timeline(rate, tuple(segments), name=obj.name or "")
 
 
+def timeline_markers(obj: Any, timeline: Timeline) -> list[tuple[str, Fraction]]:
+    """(name, seconds from the start of ``timeline``) of every marker on the OTIO timeline's
+    stack, its first video track and that track's clips (a clip's marker is placed through
+    the clip's position in the track)."""
+    otio = _otio()
+    track = list(obj.video_tracks())[0]
+    rate = timeline.rate
+    origin = 0 if obj.global_start_time is None else _rt(obj.global_start_time, "global_start_time").rescaled(rate).value
+
+    def secs(track_time: Any) -> Fraction:
+        frames = _rt(track_time, "marker").rescaled(rate).value
+        return rate.seconds(origin + frames - timeline.start.value)
+
+    out = [(m.name, secs(m.marked_range.start_time)) for m in list(obj.tracks.markers) + list(track.markers)]
+    for clip in track:
+        if isinstance(clip, otio.schema.Clip):
+            parent = clip.range_in_parent().start_time
+            first = clip.trimmed_range().start_time
+            out += [(m.name, secs(parent + (m.marked_range.start_time - first))) for m in clip.markers]
+    return sorted(out, key=lambda m: m[1])
+
+
+def energy_curve_from_markers(markers: Sequence[tuple[str, Fraction]]) -> str | None:
+    """``energy=<level>`` markers (level: low, medium, high or 0–1) as an energy-curve text
+    ("seconds:level,..."), or None when there are none. A bad level is refused, naming it."""
+    from muvi.curves import parse_energy
+
+    points = []
+    for name, t in markers:
+        key, sep, value = (name or "").partition("=")
+        if sep and key.strip().lower() == "energy":
+            try:
+                level = parse_energy(value)
+            except InvalidInputError:
+                raise InvalidInputError(f"OTIO marker {name!r} at {float(t):.3f} s: the level must be low, medium, high "
+                                        "or a number in 0-1") from None
+            points.append(f"{float(t):.6g}:{level:g}")
+    return ",".join(points) or None
+
+
 def timeline_to_otio(timeline: Timeline) -> Any:
     """Convert to an OTIO timeline: one video track, gaps where the record has holes."""
     otio = _otio()
@@ -166,6 +207,11 @@ def timeline_to_otio(timeline: Timeline) -> Any:
 
 def read_otio(path: Path | str) -> Timeline:
     """Read an ``.otio`` (or any adapter OTIO knows by extension) into a :class:`Timeline`."""
+    return read_otio_with_markers(path)[0]
+
+
+def read_otio_with_markers(path: Path | str) -> tuple[Timeline, list[tuple[str, Fraction]]]:
+    """The :class:`Timeline` of an OTIO file and its markers (:func:`timeline_markers`)."""
     otio = _otio()
     path = Path(path)
     if not path.is_file():
@@ -174,7 +220,8 @@ def read_otio(path: Path | str) -> Timeline:
         obj = otio.adapters.read_from_file(str(path))
     except Exception as exc:  # OTIO raises many unrelated types for a bad file
         raise InvalidInputError(f"{path}: not a readable OTIO timeline ({exc})") from exc
-    return timeline_from_otio(obj, base_dir=path.parent.resolve())
+    timeline = timeline_from_otio(obj, base_dir=path.parent.resolve())
+    return timeline, timeline_markers(obj, timeline)
 
 
 def write_otio(timeline: Timeline, path: Path | str) -> None:

@@ -36,11 +36,13 @@ import numpy as np
 import torch
 
 from muvi.analysis import Accent, energy_curve, find_accents, motion_curve, thumbnails
+from muvi.curves import CONTROL_CHANNELS, CONTROLS, music_curves, parse_energy, parse_energy_curve, spearman, timeline_controls
+from muvi.mood import choose_key, choose_mood, picture_look
 from muvi.backend import Backend, TorchBackend
 from muvi.errors import Cancelled, InvalidInputError, MuviError
 from muvi.flow import guided_velocity, sample
 from muvi.metrics import accent_hit_rate, musicality
-from muvi.music.keys import Key, estimate_key, snap_to_scale, transpose
+from muvi.music.keys import Key, snap_to_scale, transpose
 from muvi.music.corpus import PITCHED_STEMS, STEMS
 from muvi.music.midi import write_midi, write_stem_midis
 from muvi.music.plot import plot_score
@@ -98,6 +100,10 @@ class GenerateOptions:
     window_bars: int = WINDOW_BARS
     overlap_bars: int = 4
     soundfont: Path | None = None
+    # control curves (muvi.curves): the picture's level scaled around this (low / medium / high
+    # or 0-1), or replaced by a keyframed curve "seconds:level,..." (OTIO markers energy=<level>)
+    energy: str | None = None
+    energy_curve: str | None = None
 
     def __post_init__(self) -> None:
         if self.style is not None and self.style not in STYLES:
@@ -117,6 +123,9 @@ class GenerateOptions:
             raise InvalidInputError("overlap must be shorter than the window")
         if self.key is not None:
             Key.parse(self.key)
+        parse_energy(self.energy)
+        if self.energy_curve is not None:
+            parse_energy_curve(self.energy_curve, duration=math.inf)  # the timeline's bounds are checked per job
 
 
 @dataclass(frozen=True)
@@ -172,6 +181,8 @@ class Generator:
         t = time.perf_counter()
         check_timeline(timeline)
         self._check_window(options)
+        curve = (parse_energy_curve(options.energy_curve, duration=float(timeline.duration.seconds))
+                 if options.energy_curve is not None else None)
         checkpoint("decode")
         frames = decode_timeline(timeline, fps=FPS, size=(224, 224), progress=lambda f: prog("decode", f))
         stage_t["decode"] = time.perf_counter() - t
@@ -190,7 +201,6 @@ class Generator:
         t = time.perf_counter()
         duration = timeline.duration.seconds
         style = options.style
-        rng = np.random.default_rng(options.seed)
         if style is None:  # pick from the picture: more energy, faster styles
             style = ["ambient", "cinematic", "folk", "pop", "electronic"][min(4, int(float(energy.mean()) * 5))]
         plan = plan_beats(
@@ -219,13 +229,20 @@ class Generator:
         positions = torch.from_numpy(grid_positions(tempo, n_model, steps_per_beat=spb, fps=FPS, n_frames=len(frames),
                                                     beyond="mirror"))
         cfg = options.cfg if options.cfg is not None else float(self.meta.get("recipe", {}).get("default_cfg", 3.0))
+        cut_idx = [a.index for a in accents if a.kind == "cut"]
+        look = picture_look(small, motion=motion, cuts_per_minute=len(cut_idx) / max(1e-6, float(duration) / 60.0))
+        key, key_why = choose_key(look, pinned=options.key, style_minor_share=STYLES[style].minor_share)
+        mood, mood_why = choose_mood(look, style=style, mode=key.mode, given=options.mood)
+        controls, curves_report = self._controls(motion=motion, cuts=cut_idx, patches=patches, positions=positions,
+                                                 tempo=tempo, style=style, options=options, curve=curve, bar=bar,
+                                                 n_bars=n_steps // bar)
         style_i = torch.tensor([self.model.config.style_index(style)])
-        mood_i = torch.tensor([self.model.config.mood_index(options.mood)])
+        mood_i = torch.tensor([self.model.config.mood_index(mood)])
         user_prompt = load_prompt(options.prompt, steps_per_beat=spb) if options.prompt else None
 
         t = time.perf_counter()
         tokens, t_cond, joins = self._sample_windows(
-            patches, positions, style_i, mood_i, options=options, cfg=cfg, n_steps=n_model, bar=bar,
+            patches, positions, style_i, mood_i, controls, options=options, cfg=cfg, n_steps=n_model, bar=bar,
             user_prompt=user_prompt, progress=prog, should_stop=should_stop, n_real=n_steps,
         )
         tokens = tokens[:n_steps]
@@ -235,9 +252,9 @@ class Generator:
         t = time.perf_counter()
         decoder = self.model.config.decode_spec
         notes = [n for n in decoder.decode(decoder.from_tokens(tokens)) if n.stem in options.stems]
-        gen_key = estimate_key([n for n in notes if n.stem != "drums"])
-        mode = gen_key.mode if gen_key is not None and gen_key.tonic == 0 else "major"
-        key = Key.parse(options.key) if options.key else Key(int(rng.integers(12)), mode)
+        curves_report["generated"] = _curve_dict(music_curves(notes, n_steps=n_steps, steps_per_bar=bar))
+        curves_report["intensity_spearman"] = spearman(curves_report.get("requested", {}).get("intensity", []),
+                                                       curves_report["generated"]["intensity"])
         shift = key.tonic if key.tonic <= 6 else key.tonic - 12
         notes = snap_to_scale(transpose(notes, shift), key)
         programs = {s: int(STYLES[style].programs[s][0]) for s in PITCHED_STEMS if s in STYLES[style].programs}
@@ -260,7 +277,8 @@ class Generator:
         acc_report = accent_report(plan, [PlanAccent(a.time, a.strength, a.kind) for a in accents], timeline.rate.seconds(1))
         report = {
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
-            "style": style, "key": key.name, "cfg": cfg, "seed": options.seed, "backend": self.backend.name,
+            "style": style, "key": key.name, "key_reason": key_why, "mood": mood, "mood_reason": mood_why,
+            "look": look.to_json(), "curves": curves_report, "cfg": cfg, "seed": options.seed, "backend": self.backend.name,
             "backend_precision": getattr(self.backend, "precision", "fp32"),
             "weights": self.meta.get("loaded_from"), "training_run": self.meta.get("recipe", {}).get("out"), "timeline": {
                 "rate": str(timeline.rate), "start_frame": timeline.start.value, "frames": timeline.duration.value,
@@ -315,8 +333,23 @@ class Generator:
                 f"{self.backend.name} backend takes at most {limit} per call; use a shorter window"
                 + (" or a torch backend" if not self.backend.name.startswith("torch") else ""))
 
+    def _controls(self, *, motion: np.ndarray, cuts: Sequence[int], patches: torch.Tensor, positions: torch.Tensor,
+                  tempo: Any, style: str, options: GenerateOptions, curve: Any, bar: int, n_bars: int,
+                  ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The control curves per grid step (n_model, CONTROL_CHANNELS) from the picture (or the
+        user's curve), mapped onto the style's range, and what report.json says of them."""
+        if not self.model.config.controls:
+            return torch.zeros(positions.shape[0], CONTROL_CHANNELS), {"source": "none (checkpoint without control curves)"}
+        spb = self.model.config.roll.steps_per_beat
+        tokens, report = timeline_controls(
+            self.model.config.curve_ranges, motion=motion, cuts=cuts, frame_features=patches[:, 0].numpy(),
+            positions=positions.numpy(), style=style, energy=parse_energy(options.energy), curve=curve, bar=bar,
+            n_bars=n_bars, bar_time=lambda b: float(tempo.time_at(Fraction(2 * b * bar + bar, 2 * spb))))
+        return torch.from_numpy(tokens), report
+
     def _sample_windows(
-        self, patches: torch.Tensor, positions: torch.Tensor, style_i: torch.Tensor, mood_i: torch.Tensor, *,
+        self, patches: torch.Tensor, positions: torch.Tensor, style_i: torch.Tensor, mood_i: torch.Tensor,
+        controls: torch.Tensor, *,
         options: GenerateOptions, cfg: float, n_steps: int, bar: int, user_prompt: Score | None,
         progress: Callable[[str, float], None], should_stop: Callable[[], bool] | None, n_real: int | None = None,
     ) -> tuple[np.ndarray, float, dict[str, int]]:
@@ -336,9 +369,9 @@ class Generator:
         for k, (s0, s1) in enumerate(spans):
             n = s1 - s0
             tc = time.perf_counter()
-            pos = positions[s0:s1][None]
-            cond = self.backend.condition(patches[None], pos, style_i, mood_i, torch.tensor([False]))
-            unc = self.backend.condition(patches[None], pos, style_i, mood_i, torch.tensor([True]))
+            pos, ctl = positions[s0:s1][None], controls[s0:s1][None]
+            cond = self.backend.condition(patches[None], pos, style_i, mood_i, torch.tensor([False]), ctl)
+            unc = self.backend.condition(patches[None], pos, style_i, mood_i, torch.tensor([True]), ctl)
             t_cond += time.perf_counter() - tc
             if k == 0 and user_prompt is not None:
                 ptok, pmask = prompt_tokens(user_prompt.notes, spec, n_steps=n, prefix_steps=min(n // 2, 4 * bar))
@@ -389,6 +422,10 @@ class Generator:
             tokens[s0 + keep : s1] = out[keep:]
             prev = out
         return tokens, t_cond, joins
+
+def _curve_dict(curves: np.ndarray) -> dict[str, list[float]]:
+    return {c: [round(float(x), 3) for x in curves[:, i]] for i, c in enumerate(CONTROLS)}
+
 
 def _bar_counts(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str]) -> dict[str, np.ndarray]:
     """Notes starting in each whole bar of the window, per stem."""

@@ -144,6 +144,9 @@ def load_checkpoint(directory: Path | str, *, device: str = "cpu", verify: bool 
         if verify and sha256_file(path) != entry["sha256"]:
             raise CheckpointError(f"{path}: sha256 does not match config.json (corrupt or replaced file)")
         state.update(load_file(str(path)))
+    if not model_config.controls:  # from before the control curves: their projection starts at zero
+        state.update({k: torch.zeros_like(v) for k, v in model.state_dict().items()
+                      if k.startswith("dit.control_proj.") and k not in state})
     diff = state_diff(model.state_dict(), state)
     if diff:
         raise CheckpointError(f"{directory}: weights do not fit the model: {diff}")

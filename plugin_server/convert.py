@@ -85,7 +85,7 @@ def timeline_to_proto(timeline: Timeline) -> pb.Timeline:
 def options_from_proto(msg: pb.GenerateOptions, defaults: GenerateOptions = GenerateOptions()) -> GenerateOptions:
     """Pipeline options: fields the request sets, the server's defaults for the rest."""
     changes: dict[str, Any] = {}
-    for name in ("style", "mood", "key", "bpm", "meter", "seed", "steps", "cfg", "preview"):
+    for name in ("style", "mood", "key", "bpm", "meter", "seed", "steps", "cfg", "preview", "energy", "energy_curve"):
         if msg.HasField(name):
             changes[name] = getattr(msg, name)
     if msg.HasField("loudness_lufs"):

@@ -26,7 +26,7 @@ from torch import nn
 from muvi.errors import InvalidInputError
 from muvi.music.tempo import TempoMap
 
-__all__ = ["AGGREGATIONS", "VisualAdaptor", "grid_positions"]
+__all__ = ["AGGREGATIONS", "VisualAdaptor", "grid_positions", "robust_normalise"]
 
 AGGREGATIONS = ("softmax", "sigmoid", "attention", "average", "cls")
 
@@ -54,9 +54,32 @@ def grid_positions(
     return np.clip(pos, 0.0, last).astype(np.float32)
 
 
+# the spread below which a feature counts as constant over the clip (its z-score stays small)
+ROBUST_FLOOR = 0.02
+ROBUST_CLIP = 6.0
+
+
+def robust_normalise(patches: torch.Tensor) -> torch.Tensor:
+    """Per clip and feature: subtract the median over all frames and patches and divide by the
+    interquartile spread (IQR / 1.349, at least :data:`ROBUST_FLOOR`), clipped to ±6.
+    (B, T, P, D) → (B, T, P, D). Real footage is brighter, greyer and calmer than any synthetic
+    training picture; after this, what reaches the adaptor is how the clip moves and changes
+    relative to itself. Quantiles come from one sort (exports to ONNX with dynamic sizes)."""
+    b, t, p, d = patches.shape
+    flat = patches.reshape(b, t * p, d)
+    srt = torch.sort(flat, dim=1).values  # (B, N, D)
+    n = t * p
+    q1, q2, q3 = srt[:, (n - 1) // 4], srt[:, (n - 1) // 2], srt[:, (3 * (n - 1)) // 4]  # (B, D)
+    scale = ((q3 - q1) / 1.349).clamp(min=ROBUST_FLOOR)
+    z = (flat - q2[:, None]) / scale[:, None]
+    return z.clamp(-ROBUST_CLIP, ROBUST_CLIP).reshape(b, t, p, d)
+
+
 class VisualAdaptor(nn.Module):
-    def __init__(self, in_dim: int, width: int, *, aggregation: str = "softmax", heads: int = 4) -> None:
+    def __init__(self, in_dim: int, width: int, *, aggregation: str = "softmax", heads: int = 4,
+                 normalise: bool = False) -> None:
         super().__init__()
+        self.normalise = normalise  # robust_normalise per clip first (checkpoints since control curves)
         if aggregation not in AGGREGATIONS:
             raise InvalidInputError(f"unknown aggregation {aggregation!r}; choose from {', '.join(AGGREGATIONS)}")
         self.aggregation = aggregation
@@ -96,6 +119,8 @@ class VisualAdaptor(nn.Module):
     def forward(self, patches: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """patches (B, Tf, P, D), positions (B, Ts) fractional frame indices →
         aligned (B, Ts, W), pooled (B, W)."""
+        if self.normalise:
+            patches = robust_normalise(patches)
         frames = self.aggregate(patches)  # (B, Tf, D)
         n = frames.shape[1]
         i0 = positions.floor().clamp(0, n - 1)

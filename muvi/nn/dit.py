@@ -1,6 +1,6 @@
 """The flow-matching diffusion transformer.
 
-``prepare(visual, pooled, style, mood, drop)`` turns the adaptor's output and the style tags
+``prepare(visual, pooled, style, mood, drop, controls)`` turns the adaptor's output and the style tags
 into the conditioning once per generation; ``velocity(x_t, t, cond_tokens, cond_vec, prompt,
 prompt_mask)`` is one network evaluation per sampler step — the ``dit_step`` engine. Both are
 pure tensor functions with no Python branching on tensor values.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from muvi.curves import CONTROL_CHANNELS
 from muvi.nn.layers import DiTBlock, modulate, rope_tables, timestep_embedding
 from muvi.nn.presets import DiTConfig
 
@@ -40,6 +41,11 @@ class MuViDiT(nn.Module):
         self.token_dim = token_dim
         self.in_proj = nn.Linear(2 * token_dim + 1, w)
         self.cond_proj = nn.Linear(cond_dim, w)
+        # per-bar control curves (muvi.curves), added to the tokens like the visual features;
+        # zero-initialised, so a checkpoint trained without them loads and behaves as before
+        self.control_proj = nn.Linear(CONTROL_CHANNELS, w)
+        nn.init.zeros_(self.control_proj.weight)
+        nn.init.zeros_(self.control_proj.bias)
         self.pool_proj = nn.Linear(cond_dim, w)
         self.null_tokens = nn.Parameter(torch.zeros(cond_dim))
         self.null_pooled = nn.Parameter(torch.zeros(cond_dim))
@@ -69,14 +75,18 @@ class MuViDiT(nn.Module):
         pooled: torch.Tensor,  # (B, C)
         style: torch.Tensor,  # (B,) int64, 0 = none
         mood: torch.Tensor,  # (B,) int64, 0 = none
-        drop: torch.Tensor,  # (B,) bool: replace every condition by its null (CFG)
+        drop: torch.Tensor,  # (B,) bool: replace the picture and tags by their nulls (CFG)
+        controls: torch.Tensor,  # (B, T, CONTROL_CHANNELS) curves per step: [value·mask, mask]
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conditioning. The control curves are *not* dropped with the picture: they are in
+        both branches of classifier-free guidance, so guidance amplifies what the picture adds
+        and never extrapolates the curves (training drops them on their own, by their mask)."""
         d = drop[:, None, None]
         visual = torch.where(d, self.null_tokens.to(visual.dtype).expand_as(visual), visual)
         pooled = torch.where(drop[:, None], self.null_pooled.to(pooled.dtype).expand_as(pooled), pooled)
         style = torch.where(drop, torch.zeros_like(style), style)
         mood = torch.where(drop, torch.zeros_like(mood), mood)
-        cond_tokens = self.cond_proj(visual)  # (B, T, W)
+        cond_tokens = self.cond_proj(visual) + self.control_proj(controls.to(visual.dtype))  # (B, T, W)
         cond_vec = self.pool_proj(pooled) + self.style_embed(style) + self.mood_embed(mood)  # (B, W)
         return cond_tokens, cond_vec
 

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from muvi.curves import CONTROLS, CurveRanges
 from muvi.errors import InvalidInputError
 from muvi.music.roll import RollSpec, StemSpec
 from muvi.music.styles import MOODS, STYLE_NAMES
@@ -52,6 +53,18 @@ class ModelConfig:
     # per checkpoint on training windows (muvi.evaluate.calibrate_note_odds), since a model
     # short of training is less sure than the ideal estimate the conversion assumes.
     note_odds: float | None = None
+    # per-clip robust normalisation of the visual tokens in the adaptor (muvi.nn.adaptor);
+    # checkpoints from before the control curves were trained without it
+    normalise_visual: bool = True
+    # the control curves the DiT takes (muvi.curves.CONTROLS) and each style's range of them
+    # over the training corpus (CurveRanges.to_json), which maps the picture's levels onto
+    # music the style plays; None before a training run has measured them
+    controls: tuple[str, ...] = CONTROLS
+    control_ranges: dict[str, Any] | None = None
+
+    @property
+    def curve_ranges(self) -> CurveRanges | None:
+        return None if self.control_ranges is None else CurveRanges.from_json(self.control_ranges)
 
     @property
     def sampling_note_odds(self) -> float:
@@ -75,6 +88,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if len(self.styles) > self.dit.n_styles or len(self.moods) > self.dit.n_moods:
             raise InvalidInputError("more style/mood tags than the DiT's embedding tables hold")
+        if tuple(self.controls) not in ((), CONTROLS):
+            raise InvalidInputError(f"unsupported control curves {list(self.controls)}; this muvi knows {list(CONTROLS)}")
         if self.note_odds is not None and not 1.0 <= self.note_odds <= 1.0 + self.note_weight:
             raise InvalidInputError(f"note_odds must lie in [1, 1 + note_weight = {1.0 + self.note_weight:g}], "
                                     f"got {self.note_odds:g}")
@@ -93,7 +108,7 @@ class ModelConfig:
             "beats_per_bar": self.roll.beats_per_bar,
             "max_note_steps": self.roll.max_note_steps,
         }
-        d["styles"], d["moods"] = list(self.styles), list(self.moods)
+        d["styles"], d["moods"], d["controls"] = list(self.styles), list(self.moods), list(self.controls)
         return d
 
     @classmethod
@@ -110,6 +125,9 @@ class ModelConfig:
             music_encoder=dict(d["music_encoder"]), styles=tuple(d["styles"]), moods=tuple(d["moods"]),
             note_weight=float(d.get("note_weight", 8.0)),
             note_odds=None if d.get("note_odds") is None else float(d["note_odds"]),
+            # checkpoints from before the control curves: no normalisation, no curves trained
+            normalise_visual=bool(d.get("normalise_visual", False)),
+            controls=tuple(d.get("controls", ())), control_ranges=d.get("control_ranges"),
         )
 
 
@@ -129,7 +147,8 @@ class MuVi(nn.Module):
         super().__init__()
         self.config = config
         w = config.dit.width
-        self.adaptor = VisualAdaptor(int(config.encoder["dim"]), w, aggregation=config.aggregation)
+        self.adaptor = VisualAdaptor(int(config.encoder["dim"]), w, aggregation=config.aggregation,
+                                     normalise=config.normalise_visual)
         self.dit = MuViDiT(config.dit, token_dim=config.roll.token_dim, cond_dim=w)
         self._set_odds()
         self.music_encoder = MusicEncoder(config.roll.token_dim, **config.music_encoder)
@@ -151,11 +170,20 @@ class MuVi(nn.Module):
         self.dit.set_note_odds(c.sampling_note_odds / (1.0 + c.note_weight), binary_features=2 * c.roll.n_rows)
 
     def condition(
-        self, patches: torch.Tensor, positions: torch.Tensor, style: torch.Tensor, mood: torch.Tensor, drop: torch.Tensor
+        self, patches: torch.Tensor, positions: torch.Tensor, style: torch.Tensor, mood: torch.Tensor, drop: torch.Tensor,
+        controls: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Adaptor then DiT.prepare: (cond_tokens (B, Ts, W), cond_vec (B, W))."""
+        """Adaptor then DiT.prepare: (cond_tokens (B, Ts, W), cond_vec (B, W)); ``controls``
+        (B, Ts, CONTROL_CHANNELS) are the control curves per grid step (zeros: none given)."""
         aligned, pooled = self.adaptor(patches, positions)
-        return self.dit.prepare(aligned, pooled, style, mood, drop)
+        return self.dit.prepare(aligned, pooled, style, mood, drop, controls)
+
+    def with_controls(self) -> "MuVi":
+        """Mark a checkpoint from before the control curves as one that takes them (the
+        projection is zero until trained) and normalises its visual tokens; in place."""
+        self.config = replace(self.config, controls=CONTROLS, normalise_visual=True)
+        self.adaptor.normalise = True
+        return self
 
     def n_parameters(self, part: str | None = None) -> int:
         mod = self if part is None else getattr(self, part)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from muvi.curves import curve_dropout, curve_tokens, music_curves
 from muvi.errors import InvalidInputError
 from muvi.music.corpus import Corpus
 from muvi.music.keys import Key, normalise_key_shift, transpose
@@ -52,14 +53,33 @@ _MOODS = {
 }
 
 
+def music_controls(notes: Sequence[Note], steps: int, steps_per_bar: int, *, rng: np.random.Generator | None) -> np.ndarray:
+    """The control curves of a training window's own music, per step (steps, CONTROL_CHANNELS),
+    dropped at random (``rng``; None: all given)."""
+    values = music_curves(notes, n_steps=steps, steps_per_bar=steps_per_bar)
+    mask = np.ones_like(values) if rng is None else curve_dropout(len(values), rng)
+    return curve_tokens(values, mask, n_steps=steps, steps_per_bar=steps_per_bar)
+
+
+def curve_rng(*keys: object) -> np.random.Generator:
+    """The curve dropout's own generator: drawing from it leaves the item's other draws (video,
+    tags) as they were before the curves existed."""
+    return item_rng("curves", *keys)
+
+
 def item_rng(*keys: object) -> np.random.Generator:
     """A generator seeded by a tuple of keys (stable across processes and runs)."""
     digest = hashlib.sha256(repr(keys).encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
+def moods_of(style: str | None, mode: str | None) -> tuple[str, ...]:
+    """The mood tags a style is trained with in a mode."""
+    return _MOODS.get((style or "", mode or "major"), ())
+
+
 def mood_for(style: str | None, mode: str | None, rng: np.random.Generator) -> str | None:
-    options = _MOODS.get((style or "", mode or "major"))
+    options = moods_of(style, mode)
     return str(rng.choice(options)) if options else None
 
 
@@ -136,6 +156,8 @@ class CorpusWindows(Dataset):
             "valid": torch.from_numpy(valid),
             "style": torch.tensor(style),
             "mood": torch.tensor(mood),
+            "controls": torch.from_numpy(music_controls(score.notes, self.steps, score.steps_per_bar,
+                                                        rng=curve_rng(self.seed, index, salt))),
         }, score, rng
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
@@ -146,8 +168,27 @@ class CorpusWindows(Dataset):
 class PairedWindows(Dataset):
     """Corpus windows with synthetic paired video features (see the module docstring)."""
 
-    def __init__(self, windows: CorpusWindows, encoder: VisualEncoder, *, fps: int = 10, frame_size: int = 64) -> None:
+    def __init__(self, windows: CorpusWindows, encoder: VisualEncoder, *, fps: int = 10, frame_size: int = 64,
+                 camera: dict[str, Any] | None = None) -> None:
+        """``camera``: ``{"photos": true, "camera_p": 0.5}`` mixes camera-like shots of real
+        photographs into the scenes and gives that share of the clips the camera pass
+        (:mod:`muvi.train.synthvideo`); None: synthetic scenes only."""
         self.windows, self.encoder, self.fps, self.frame_size = windows, encoder, Fraction(fps), frame_size
+        self.camera = dict(camera or {})
+        unknown = set(self.camera) - {"photos", "camera_p"}
+        if unknown:
+            raise InvalidInputError(f"camera: unknown keys {', '.join(sorted(unknown))} (photos, camera_p)")
+        if self.camera.get("photos"):
+            from muvi.train.photos import load_photos
+
+            self.photos: tuple[Any, ...] = load_photos()
+        else:
+            self.photos = ()
+        self.camera_p = float(self.camera.get("camera_p", 0.0))
+
+    def describe(self) -> dict[str, Any]:
+        """What the videos are made of (a paired cache is rebuilt when this changes)."""
+        return {"camera": self.camera, "photos": [p.sha256 for p in self.photos]}
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -156,7 +197,8 @@ class PairedWindows(Dataset):
         index, salt = key if isinstance(key, tuple) else (key, 0)
         item, score, rng = self.windows.item(index, salt)
         n_frames = max(2, math.ceil(score.step_time(self.windows.steps) * self.fps))
-        clip = render_paired_video(score, rng=rng, fps=self.fps, size=self.frame_size, n_frames=n_frames)
+        clip = render_paired_video(score, rng=rng, fps=self.fps, size=self.frame_size, n_frames=n_frames,
+                                   photos=self.photos, camera_p=self.camera_p)
         patches = self.encoder.encode(clip.frames)[0]  # (Tf, P, D)
         pos = grid_positions(score.tempo, self.windows.steps, steps_per_beat=score.steps_per_beat, fps=self.fps,
                              n_frames=n_frames)
@@ -229,6 +271,8 @@ class UserPairs(Dataset):
             "valid": torch.from_numpy(valid),
             "style": torch.tensor(0),
             "mood": torch.tensor(0),
+            "controls": torch.from_numpy(music_controls(notes, self.steps, score.steps_per_bar,
+                                                        rng=curve_rng("user", self.seed, index, key[1] if isinstance(key, tuple) else 0))),
             "patches": patches[f0:f1],
             "positions": torch.from_numpy(np.clip(pos, 0, f1 - f0 - 1)),
         }
@@ -279,7 +323,8 @@ class PairedCache(Dataset):
         self.paired, self.root, self.variants = paired, Path(root), variants
         meta = {"windows": [(w.piece, w.start) for w in paired.windows.windows], "variants": variants,
                 "steps": paired.windows.steps, "seed": paired.windows.seed, "encoder": paired.encoder.describe(),
-                "fps": str(paired.fps), "frame_size": paired.frame_size}
+                "fps": str(paired.fps), "frame_size": paired.frame_size, **({"video": paired.describe()}
+                                                                             if paired.camera else {})}
         digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
         meta_path = self.root / "meta.json"
         if not meta_path.is_file() or json.loads(meta_path.read_text()).get("digest") != digest:

@@ -89,6 +89,8 @@ class TrainConfig:
     user_data: str | None = None  # a folder of (video, music) pairs for the paired stages
     window_steps: int = 256
     paired_cache: dict[str, Any] | None = None  # {"path": DIR, "variants": 2}: pre-render paired windows
+    # camera-like paired videos: {"photos": true, "camera_p": 0.5} (muvi.train.data.PairedWindows)
+    camera: dict[str, Any] | None = None
     held_out: float = 0.05
     workers: int = 0
     log_every: int = 10
@@ -96,6 +98,7 @@ class TrainConfig:
     eval_batches: int = 4
     device: str = "auto"
     init: str | None = None  # start from these weights
+    reset: tuple[str, ...] = ()  # parts of ``init`` to start afresh (seeded): adaptor, music_encoder, visual_head
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, out: str | None = None) -> "TrainConfig":
@@ -112,7 +115,7 @@ class TrainConfig:
             stages.append(StageConfig(**s))
         if not stages:
             raise InvalidInputError("training config has no stages")
-        values = {**data, "stages": tuple(stages)}
+        values = {**data, "stages": tuple(stages), **({"reset": tuple(data["reset"])} if "reset" in data else {})}
         if out is not None:
             values["out"] = out
         if "out" not in values:
@@ -173,10 +176,11 @@ class _StageLoss(nn.Module):
         if s.name == "pretrain":
             w = m.config.dit.width
             cond = m.dit.prepare(torch.zeros(b, t, w, device=dev), torch.zeros(b, w, device=dev), batch["style"],
-                                 batch["mood"], torch.ones(b, dtype=torch.bool, device=dev))
+                                 batch["mood"], torch.ones(b, dtype=torch.bool, device=dev), batch["controls"])
         else:
             drop = condition_dropout(b, s.cfg_dropout, generator=gen).to(dev)
-            cond = m.condition(batch["patches"], batch["positions"], batch["style"], batch["mood"], drop)
+            cond = m.condition(batch["patches"], batch["positions"], batch["style"], batch["mood"], drop,
+                               batch["controls"])
         x_t = interpolate(tokens, noise, tt)
         x1 = m.dit.predict_clean(x_t, tt, cond[0], cond[1], tokens, pmask)
         loss = flow_loss(x1, tokens, valid * (1.0 - pmask), note_weight=m.config.note_weight)
@@ -245,6 +249,12 @@ class Trainer:
             from muvi.weights import load_checkpoint
 
             model, _ = load_checkpoint(self.config.init)
+            model = model if model.config.controls else model.with_controls()
+            for part in self.config.reset:  # e.g. a baseline whose adaptor never saw contrastive training
+                if part not in ("adaptor", "music_encoder", "visual_head"):
+                    raise InvalidInputError(f"reset: unknown part {part!r} (adaptor, music_encoder, visual_head)")
+                torch.manual_seed(self.config.seed)
+                getattr(model, part).load_state_dict(getattr(MuVi(model.config), part).state_dict())
             return model
         enc = load_encoder(**self.config.encoder)
         mc = ModelConfig(dit=preset(self.config.preset), aggregation=self.config.aggregation, encoder=enc.describe())
@@ -255,11 +265,16 @@ class Trainer:
         corpus = self._corpus()
         self.manifest_sha = hashlib.sha256((Path(self.config.corpus) / "manifest.json").read_bytes()).hexdigest()
         train, test = split_pieces(corpus, held_out=self.config.held_out, seed=self.config.seed)
+        # each style's range of the control curves over the training split: what the picture's
+        # levels are mapped onto at inference (saved in every checkpoint's config)
+        from muvi.curves import corpus_curve_ranges
+
+        model.config = replace(model.config, control_ranges=corpus_curve_ranges(corpus, train).to_json())
         enc = load_encoder(**{k: v for k, v in model.config.encoder.items() if k not in ("dim", "n_tokens")})
         steps = self.config.window_steps
         music = CorpusWindows(corpus, train, model.config, steps=steps, seed=self.config.seed)
         music_eval = CorpusWindows(corpus, test or train[:1], model.config, steps=steps, seed=self.config.seed + 1)
-        on_the_fly = PairedWindows(music, enc)
+        on_the_fly = PairedWindows(music, enc, camera=self.config.camera)
 
         def paired() -> Dataset:
             # Built only when a paired stage starts: pre-training never waits for the cache.

@@ -41,7 +41,7 @@ class Timeline(_message.Message):
     def __init__(self, rate: _Optional[_Union[Rate, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class GenerateOptions(_message.Message):
-    __slots__ = ("style", "mood", "key", "bpm", "meter", "stems", "seed", "steps", "cfg", "prompt_path", "loudness_lufs", "preview")
+    __slots__ = ("style", "mood", "key", "bpm", "meter", "stems", "seed", "steps", "cfg", "prompt_path", "loudness_lufs", "preview", "energy", "energy_curve")
     STYLE_FIELD_NUMBER: _ClassVar[int]
     MOOD_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +54,8 @@ class GenerateOptions(_message.Message):
     PROMPT_PATH_FIELD_NUMBER: _ClassVar[int]
     LOUDNESS_LUFS_FIELD_NUMBER: _ClassVar[int]
     PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_CURVE_FIELD_NUMBER: _ClassVar[int]
     style: str
     mood: str
     key: str
@@ -66,7 +68,9 @@ class GenerateOptions(_message.Message):
     prompt_path: str
     loudness_lufs: float
     preview: bool
-    def __init__(self, style: _Optional[str] = ..., mood: _Optional[str] = ..., key: _Optional[str] = ..., bpm: _Optional[float] = ..., meter: _Optional[int] = ..., stems: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., cfg: _Optional[float] = ..., prompt_path: _Optional[str] = ..., loudness_lufs: _Optional[float] = ..., preview: _Optional[bool] = ...) -> None: ...
+    energy: str
+    energy_curve: str
+    def __init__(self, style: _Optional[str] = ..., mood: _Optional[str] = ..., key: _Optional[str] = ..., bpm: _Optional[float] = ..., meter: _Optional[int] = ..., stems: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., cfg: _Optional[float] = ..., prompt_path: _Optional[str] = ..., loudness_lufs: _Optional[float] = ..., preview: _Optional[bool] = ..., energy: _Optional[str] = ..., energy_curve: _Optional[str] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("request_id", "timeline", "options", "output_name", "overwrite")

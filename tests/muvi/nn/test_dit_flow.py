@@ -3,6 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from muvi.curves import CONTROL_CHANNELS
+
 from muvi.errors import Cancelled, InvalidInputError
 from muvi.flow import (
     cfg_combine,
@@ -32,6 +34,11 @@ def _inputs(b: int, t: int, f: int = 24) -> tuple[torch.Tensor, ...]:
             torch.randn(b, 64, generator=g), torch.tensor([1] * b), torch.tensor([2] * b))
 
 
+def _controls(b: int, n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat([torch.rand(b, n, CONTROL_CHANNELS // 2, generator=g), torch.ones(b, n, CONTROL_CHANNELS // 2)], -1)
+
+
 def test_presets_match_the_paper() -> None:
     assert (PRESETS["small"].width, PRESETS["small"].depth, PRESETS["small"].heads) == (768, 12, 16)
     assert (PRESETS["base"].width, PRESETS["base"].depth) == (1024, 12)
@@ -45,7 +52,7 @@ def test_presets_match_the_paper() -> None:
 def test_velocity_shapes_any_length_and_zero_init() -> None:
     fresh = MuViDiT(preset("tiny"), token_dim=24, cond_dim=64)
     x, t, vis, pooled, style, mood = _inputs(2, 33)
-    tok, vec = fresh.prepare(vis, pooled, style, mood, torch.zeros(2, dtype=torch.bool))
+    tok, vec = fresh.prepare(vis, pooled, style, mood, torch.zeros(2, dtype=torch.bool), _controls(2, 33))
     clean = fresh.predict_clean(x, t, tok, vec, torch.zeros_like(x), torch.zeros(2, 33, 1))
     assert clean.shape == (2, 33, 24) and torch.count_nonzero(clean) == 0  # adaLN-Zero + zero output layer
     v = fresh.velocity(x, t, tok, vec, torch.zeros_like(x), torch.zeros(2, 33, 1))
@@ -54,7 +61,7 @@ def test_velocity_shapes_any_length_and_zero_init() -> None:
     dit = _dit()
     for n in (16, 100, 256):
         x, t, vis, pooled, style, mood = _inputs(1, n)
-        tok, vec = dit.prepare(vis, pooled, style, mood, torch.zeros(1, dtype=torch.bool))
+        tok, vec = dit.prepare(vis, pooled, style, mood, torch.zeros(1, dtype=torch.bool), _controls(1, n))
         assert dit.velocity(x, t, tok, vec, torch.zeros_like(x), torch.zeros(1, n, 1)).shape == (1, n, 24)
 
 
@@ -62,11 +69,27 @@ def test_dropping_the_condition_ignores_it() -> None:
     dit = _dit()
     x, t, vis, pooled, style, mood = _inputs(2, 20)
     drop = torch.ones(2, dtype=torch.bool)
-    a = dit.prepare(vis, pooled, style, mood, drop)
-    b = dit.prepare(vis * 5, pooled + 3, style + 3, mood + 1, drop)
+    ctl = _controls(2, 20)
+    a = dit.prepare(vis, pooled, style, mood, drop, ctl)
+    b = dit.prepare(vis * 5, pooled + 3, style + 3, mood + 1, drop, ctl)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    kept = dit.prepare(vis, pooled, style, mood, torch.zeros(2, dtype=torch.bool))
+    kept = dit.prepare(vis, pooled, style, mood, torch.zeros(2, dtype=torch.bool), ctl)
     assert not torch.equal(a[1], kept[1])
+
+
+def test_control_curves_stay_in_both_guidance_branches() -> None:
+    """Dropping the picture (CFG) keeps the curves; a zero-initialised projection ignores them."""
+    dit = _dit()
+    torch.nn.init.zeros_(dit.control_proj.weight)
+    torch.nn.init.zeros_(dit.control_proj.bias)
+    x, t, vis, pooled, style, mood = _inputs(2, 20)
+    drop = torch.ones(2, dtype=torch.bool)
+    fresh = dit.prepare(vis, pooled, style, mood, drop, _controls(2, 20))
+    assert torch.equal(fresh[0], dit.prepare(vis, pooled, style, mood, drop, torch.zeros(2, 20, CONTROL_CHANNELS))[0])
+    torch.nn.init.normal_(dit.control_proj.weight)
+    a = dit.prepare(vis, pooled, style, mood, drop, _controls(2, 20))
+    b = dit.prepare(vis, pooled, style, mood, drop, _controls(2, 20, seed=1))
+    assert not torch.equal(a[0], b[0])  # the curves reach the dropped branch too
 
 
 def test_loss_time_sampling_and_dropout_are_reproducible() -> None:

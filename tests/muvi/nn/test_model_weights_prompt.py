@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from muvi.curves import CONTROL_CHANNELS
+
 from muvi.errors import CheckpointError, InvalidInputError
 from muvi.flow import guided_velocity, sample
 from muvi.music.midi import write_midi
@@ -38,8 +40,9 @@ def generate(model: MuVi, frames: np.ndarray, *, seed: int, prompt_notes: list[N
     pos = torch.from_numpy(grid_positions(tempo, n_steps, steps_per_beat=4, fps=10, n_frames=frames.shape[0]))[None]
     style, mood = torch.tensor([model.config.style_index("pop")]), torch.tensor([0])
     with torch.no_grad():
-        cond = model.condition(patches, pos, style, mood, torch.tensor([False]))
-        unc = model.condition(patches, pos, style, mood, torch.tensor([True]))
+        ctl = torch.zeros(1, n_steps, CONTROL_CHANNELS)
+        cond = model.condition(patches, pos, style, mood, torch.tensor([False]), ctl)
+        unc = model.condition(patches, pos, style, mood, torch.tensor([True]), ctl)
     tokens, mask = prompt_tokens(prompt_notes or [], spec, n_steps=n_steps, prefix_steps=16 if prompt_notes else 0)
     prompt, pmask = torch.from_numpy(tokens)[None], torch.from_numpy(mask)[None]
     fn = guided_velocity(model.dit.velocity, cond=cond, uncond=unc, scale=cfg, prompt=prompt, prompt_mask=pmask)

@@ -1,0 +1,332 @@
+"""Control curves (DESIGN §5b): per-bar shape of the music, from the music or from the picture.
+
+The picture reaches the DiT two ways: visual tokens through the adaptor (mood, texture) and
+per-bar **control curves** (the amount and shape of the music over time). A curve means the
+same whichever modality it came from, so a phone clip cannot push it outside what the model
+saw in training:
+
+- in training the curves come from the target music (:func:`music_curves`) and are dropped
+  at random (:func:`curve_dropout`), so the model also runs without them;
+- at inference they come from the picture (:func:`picture_levels`): motion energy and cut rate
+  per bar, rank-normalised within the timeline, and visual novelty; each level in [0, 1] is a
+  *quantile* that :class:`CurveRanges` maps onto the style's own range from the corpus;
+- the user scales the automatic level (:func:`parse_energy`: low / medium / high or 0–1) or
+  replaces it with a keyframed curve (:func:`parse_energy_curve`, ``"0:0.2,12.5:0.9"``).
+
+Curves (each in [0, 1], one value per bar):
+
+- ``intensity``: share of the bar's grid steps with an onset, any stem (MuseMorphose's
+  rhythmic intensity), and ``intensity_<stem>`` the same per stem;
+- ``density``: notes starting in the bar, ``log1p(n) / log1p(64)``;
+- ``polyphony``: pitched notes sounding per step, averaged over the bar, / 8;
+- ``novelty``: 1 − cosine similarity of the bar's features to the previous bar's (pitch
+  classes and onset positions; for the picture: mean visual features), V2M-Zero's event curve.
+
+The DiT receives per grid step ``[value·mask ..., mask ...]`` (:func:`curve_tokens`): a
+curve with mask 0 is "not given".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from muvi.errors import InvalidInputError
+from muvi.music.score import Note
+
+__all__ = [
+    "CONTROLS", "N_CONTROLS", "CONTROL_CHANNELS", "QUANTILES", "music_curves", "curve_tokens", "curve_dropout",
+    "CurveRanges", "corpus_curve_ranges", "picture_levels", "rank_levels", "parse_energy", "parse_energy_curve",
+    "EnergyCurve", "ENERGY_LEVELS", "spearman", "timeline_controls", "auto_quantiles",
+]
+
+STEMS = ("drums", "bass", "chords", "melody")
+CONTROLS = ("intensity", *(f"intensity_{s}" for s in STEMS), "density", "polyphony", "novelty")
+N_CONTROLS = len(CONTROLS)
+CONTROL_CHANNELS = 2 * N_CONTROLS  # value·mask and mask per curve
+QUANTILES = tuple(round(q, 2) for q in np.linspace(0.0, 1.0, 21))  # stored points of each style's range
+ENERGY_LEVELS = {"low": 0.25, "medium": 0.5, "high": 0.75}
+AUTO_SPREAD = 0.6  # the automatic curve spans this much of the style's quantile range
+_DENSITY_NORM = float(np.log1p(64.0))
+
+
+def music_curves(notes: Iterable[Note], *, n_steps: int, steps_per_bar: int) -> np.ndarray:
+    """(n_bars, N_CONTROLS) curves of the music in ``[0, n_steps)`` (bars of ``steps_per_bar``;
+    a last partial bar counts over the steps it has)."""
+    n_bars = max(1, -(-n_steps // steps_per_bar))
+    onsets = np.zeros((len(STEMS), n_bars * steps_per_bar), bool)
+    sounding = np.zeros(n_bars * steps_per_bar, np.float32)
+    counts = np.zeros(n_bars, np.float32)
+    pcs = np.zeros((n_bars, 12), np.float32)
+    for n in notes:
+        if not 0 <= n.start < n_steps or n.stem not in STEMS:
+            continue
+        onsets[STEMS.index(n.stem), n.start] = True
+        counts[n.start // steps_per_bar] += 1
+        if n.stem != "drums":
+            end = min(n.end, n_steps)
+            sounding[n.start:end] += 1
+            for s in range(n.start, end):
+                pcs[s // steps_per_bar, n.pitch % 12] += 1
+    lens = np.full(n_bars, steps_per_bar, np.float32)
+    lens[-1] = n_steps - (n_bars - 1) * steps_per_bar
+    per_bar = onsets.reshape(len(STEMS), n_bars, steps_per_bar)
+    stem_int = per_bar.sum(axis=2) / lens  # (S, n_bars)
+    any_int = per_bar.any(axis=0).sum(axis=1) / lens
+    density = np.minimum(1.0, np.log1p(counts) / _DENSITY_NORM)
+    poly = np.minimum(1.0, sounding.reshape(n_bars, steps_per_bar).sum(axis=1) / lens / 8.0)
+    feats = np.concatenate([pcs / np.maximum(1.0, pcs.sum(axis=1, keepdims=True)),
+                            per_bar.transpose(1, 0, 2).reshape(n_bars, -1).astype(np.float32)], axis=1)
+    out = np.stack([any_int, *stem_int, density, poly, novelty(feats)], axis=1)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def novelty(features: np.ndarray) -> np.ndarray:
+    """(n,) 1 − cosine similarity of each row to the previous one (0 for the first row, and
+    where either row is all zeros)."""
+    f = np.asarray(features, np.float64)
+    out = np.zeros(len(f), np.float32)
+    if len(f) < 2:
+        return out
+    norms = np.linalg.norm(f, axis=1)
+    dots = (f[1:] * f[:-1]).sum(axis=1)
+    ok = (norms[1:] > 1e-9) & (norms[:-1] > 1e-9)
+    out[1:][ok] = np.clip(1.0 - dots[ok] / (norms[1:][ok] * norms[:-1][ok]), 0.0, 1.0)
+    return out
+
+
+def curve_tokens(values: np.ndarray, mask: np.ndarray, *, n_steps: int, steps_per_bar: int) -> np.ndarray:
+    """Per-bar ``values`` and ``mask`` (n_bars, N_CONTROLS) → (n_steps, CONTROL_CHANNELS) per grid
+    step: every step of a bar carries its bar's ``[value·mask, mask]``."""
+    values, mask = np.asarray(values, np.float32), np.asarray(mask, np.float32)
+    if values.shape != mask.shape or values.ndim != 2 or values.shape[1] != N_CONTROLS:
+        raise InvalidInputError(f"curves must be (bars, {N_CONTROLS}) with a mask of the same shape")
+    bar = np.minimum(np.arange(n_steps) // steps_per_bar, len(values) - 1)
+    return np.concatenate([values[bar] * mask[bar], mask[bar]], axis=1).astype(np.float32)
+
+
+def curve_dropout(n_bars: int, rng: np.random.Generator, *, p_all: float = 0.25, p_each: float = 0.2) -> np.ndarray:
+    """A training mask (n_bars, N_CONTROLS): all curves dropped with ``p_all``, else each curve
+    dropped with ``p_each`` (for the whole window), so the model runs with any subset."""
+    if rng.random() < p_all:
+        return np.zeros((n_bars, N_CONTROLS), np.float32)
+    keep = (rng.random(N_CONTROLS) >= p_each).astype(np.float32)
+    return np.repeat(keep[None], n_bars, axis=0)
+
+
+# -- the styles' ranges ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CurveRanges:
+    """Per style: the quantiles (at :data:`QUANTILES`) of each curve over the corpus's bars where
+    it is non-zero (novelty: over all bars), and the share of bars where each curve is non-zero.
+    ``"none"`` pools every style."""
+
+    styles: Mapping[str, Mapping[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: {"quantiles": [list(map(float, q)) for q in v["quantiles"]], "presence": list(map(float, v["presence"]))}
+                for k, v in self.styles.items()}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "CurveRanges":
+        return cls({k: {"quantiles": np.asarray(v["quantiles"], np.float32), "presence": np.asarray(v["presence"], np.float32)}
+                    for k, v in d.items()})
+
+    def entry(self, style: str | None) -> Mapping[str, Any]:
+        return self.styles.get(style or "none") or self.styles["none"]
+
+    def median(self, style: str | None, control: str) -> float:
+        q = np.asarray(self.entry(style)["quantiles"])
+        return float(np.interp(0.5, QUANTILES, q[:, CONTROLS.index(control)]))
+
+    def values(self, style: str | None, levels: np.ndarray, *, novelty_levels: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-bar quantile ``levels`` in [0, 1] (n_bars,) → (values, mask) (n_bars, N_CONTROLS) in
+        the style's range. A curve the style leaves at zero in most bars (drums in chorales) is
+        not given (mask 0): the model chooses. ``novelty_levels`` drive the novelty curve (else
+        it is not given)."""
+        e = self.entry(style)
+        q, presence = np.asarray(e["quantiles"], np.float32), np.asarray(e["presence"], np.float32)
+        levels = np.clip(np.asarray(levels, np.float64), 0.0, 1.0)
+        vals = np.stack([np.interp(levels, QUANTILES, q[:, c]) for c in range(N_CONTROLS)], axis=1)
+        mask = np.repeat((presence >= 0.5).astype(np.float32)[None], len(levels), axis=0)
+        nov = CONTROLS.index("novelty")
+        if novelty_levels is None:
+            mask[:, nov] = 0.0
+        else:
+            vals[:, nov] = np.interp(np.clip(novelty_levels, 0, 1), QUANTILES, q[:, nov])
+            mask[:, nov] = 1.0
+        return vals.astype(np.float32), mask
+
+
+def corpus_curve_ranges(corpus: Any, ids: Sequence[int]) -> CurveRanges:
+    """The styles' curve ranges over the pieces ``ids`` of a corpus."""
+    per_style: dict[str, list[np.ndarray]] = {}
+    for i in ids:
+        score = corpus.score(i)
+        c = music_curves(score.notes, n_steps=score.n_steps, steps_per_bar=score.steps_per_bar)
+        per_style.setdefault(score.style or "none", []).append(c)
+    per_style["none"] = [c for v in list(per_style.values()) for c in v]
+    styles = {}
+    nov = CONTROLS.index("novelty")
+    for name, curves in per_style.items():
+        allc = np.concatenate(curves)
+        qs, presence = [], []
+        for c in range(N_CONTROLS):
+            col = allc[:, c]
+            nz = col if c == nov else col[col > 0]
+            presence.append(float((col > 0).mean()))
+            qs.append(np.quantile(nz, QUANTILES) if len(nz) else np.zeros(len(QUANTILES)))
+        styles[name] = {"quantiles": np.stack(qs, axis=1).astype(np.float32), "presence": np.asarray(presence, np.float32)}
+    return CurveRanges(styles)
+
+
+# -- the picture's levels --------------------------------------------------------------------
+
+def rank_levels(x: np.ndarray) -> np.ndarray:
+    """Ranks of ``x`` scaled to [0, 1] (ties share their mean rank; all equal → 0.5)."""
+    x = np.asarray(x, np.float64)
+    if len(x) < 2 or np.ptp(x) < 1e-12:
+        return np.full(len(x), 0.5)
+    from scipy.stats import rankdata
+
+    return (rankdata(x) - 1.0) / (len(x) - 1.0)
+
+
+def picture_levels(*, motion: np.ndarray, cuts: Sequence[int], features: np.ndarray, positions: np.ndarray,
+                   steps_per_bar: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Per-bar (energy level, novelty level) in [0, 1] from the picture, plus the raw measures.
+
+    ``motion`` (frames,) and ``features`` (frames, D) are per sampled frame, ``cuts`` the cut
+    frames, ``positions`` the fractional frame of each grid step (n_steps,). Per bar: mean
+    motion and cuts per bar; the energy level is the rank of ``0.6·rank(motion) +
+    0.4·rank(cut rate)`` within the timeline; novelty is the rank of the visual features'
+    change from the previous bar (features z-scored per clip with robust statistics)."""
+    n_steps = len(positions)
+    n_bars = max(1, -(-n_steps // steps_per_bar))
+    n_frames = len(motion)
+    idx = np.clip(np.round(np.asarray(positions)).astype(int), 0, max(0, n_frames - 1))
+    cut_frames = np.zeros(max(1, n_frames), np.float32)
+    for c in cuts:
+        if 0 <= c < n_frames:
+            cut_frames[c] = 1.0
+    f = np.asarray(features, np.float64)
+    med = np.median(f, axis=0)
+    scale = np.maximum(np.median(np.abs(f - med), axis=0) * 1.4826, 1e-3)
+    fz = np.clip((f - med) / scale, -6, 6)
+    mot, cut, feat = np.zeros(n_bars), np.zeros(n_bars), np.zeros((n_bars, f.shape[1]))
+    for b in range(n_bars):
+        frames = idx[b * steps_per_bar:(b + 1) * steps_per_bar]
+        lo, hi = int(frames.min()), int(frames.max())
+        span = np.unique(frames) if hi - lo > len(frames) else np.arange(lo, hi + 1)  # mirrored: the frames themselves
+        mot[b] = float(np.mean(motion[span])) if n_frames else 0.0
+        cut[b] = float(cut_frames[span].sum())
+        feat[b] = fz[span].mean(axis=0)
+    energy = rank_levels(0.6 * rank_levels(mot) + 0.4 * rank_levels(cut))
+    nov_raw = novelty(feat - feat.mean(axis=0))
+    if n_bars > 1:
+        nov_raw[0] = nov_raw[1]
+    return energy, rank_levels(nov_raw), {"motion": mot, "cuts": cut, "visual_novelty": nov_raw}
+
+
+def timeline_controls(ranges: CurveRanges | None, *, motion: np.ndarray, cuts: Sequence[int], frame_features: np.ndarray,
+                      positions: np.ndarray, style: str | None, energy: float, curve: "EnergyCurve | None", bar: int,
+                      n_bars: int, bar_time: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """The control curves per grid step (len(positions), CONTROL_CHANNELS) for a timeline: the
+    picture's levels (or the user's ``curve``, sampled at ``bar_time(b)``, the middle of bar b in
+    seconds) mapped onto the style's range; and what report.json says of them (its first
+    ``n_bars`` bars: the timeline's own, not the padding past its end)."""
+    n_steps = len(positions)
+    if ranges is None:
+        return np.zeros((n_steps, CONTROL_CHANNELS), np.float32), {"source": "none (no curve ranges in the checkpoint)"}
+    levels, nov, raw = picture_levels(motion=motion, cuts=cuts, features=frame_features, positions=positions,
+                                      steps_per_bar=bar)
+    if curve is not None:
+        q, source = np.clip(curve.at(np.array([bar_time(b) for b in range(len(levels))])), 0.0, 1.0), "energy curve"
+    else:
+        q, source = auto_quantiles(levels, energy), "picture"
+    values, mask = ranges.values(style, q, novelty_levels=auto_quantiles(nov, 0.5))
+    report = {"source": source, "energy": energy, "energy_curve": None if curve is None else curve.text(),
+              "levels": [round(float(x), 3) for x in q[:n_bars]],
+              "picture": {k: [round(float(x), 4) for x in v[:n_bars]] for k, v in raw.items()},
+              "requested": {c: [round(float(x), 3) for x in values[:n_bars, i]] for i, c in enumerate(CONTROLS)
+                            if mask[0, i] > 0}}
+    return curve_tokens(values, mask, n_steps=n_steps, steps_per_bar=bar), report
+
+
+def auto_quantiles(levels: np.ndarray, energy: float) -> np.ndarray:
+    """The quantile each bar asks of the style: the picture's level spread around ``energy``."""
+    return np.clip(energy + AUTO_SPREAD * (np.asarray(levels) - 0.5), 0.03, 0.97)
+
+
+# -- the user's controls -----------------------------------------------------------------------
+
+def parse_energy(value: str | float | None) -> float:
+    """``low`` / ``medium`` / ``high`` or a number in [0, 1] → the centre quantile (None: medium)."""
+    if value is None:
+        return ENERGY_LEVELS["medium"]
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ENERGY_LEVELS:
+            return ENERGY_LEVELS[v]
+        try:
+            value = float(v)
+        except ValueError:
+            raise InvalidInputError(f"--energy must be low, medium, high or a number in 0-1, got {value!r}") from None
+    f = float(value)
+    if not (0.0 <= f <= 1.0) or f != f:
+        raise InvalidInputError(f"--energy must be within 0-1, got {value}")
+    return f
+
+
+@dataclass(frozen=True)
+class EnergyCurve:
+    """Keyframes (seconds from the timeline start, level 0–1), linear between points and held
+    before the first and after the last."""
+
+    points: tuple[tuple[float, float], ...]
+
+    def at(self, seconds: np.ndarray) -> np.ndarray:
+        t, v = zip(*self.points)
+        return np.interp(np.asarray(seconds, np.float64), t, v)
+
+    def text(self) -> str:
+        return ",".join(f"{t:g}:{v:g}" for t, v in self.points)
+
+
+def parse_energy_curve(text: str, *, duration: float, field: str = "--energy-curve") -> EnergyCurve:
+    """``"0:0.2,12.5:0.9,30:0.4"`` → an :class:`EnergyCurve`; every point must lie inside the
+    timeline (0 … ``duration`` seconds), times must increase, levels lie in 0–1."""
+    points: list[tuple[float, float]] = []
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    if not parts:
+        raise InvalidInputError(f"{field}: no points (write seconds:level pairs, e.g. 0:0.2,12.5:0.9)")
+    for part in parts:
+        try:
+            ts, vs = part.split(":")
+            t, v = float(ts), float(vs)
+        except ValueError:
+            raise InvalidInputError(f"{field}: bad point {part!r} (write seconds:level, e.g. 12.5:0.9)") from None
+        if not (np.isfinite(t) and np.isfinite(v)):
+            raise InvalidInputError(f"{field}: point {part!r} is not finite")
+        if not 0.0 <= v <= 1.0:
+            raise InvalidInputError(f"{field}: level {v:g} at {t:g} s is outside 0-1")
+        if not 0.0 <= t <= duration + 1e-9:
+            raise InvalidInputError(f"{field}: point {part!r} lies outside the timeline (0-{duration:.3f} s)")
+        if points and t <= points[-1][0]:
+            raise InvalidInputError(f"{field}: point {part!r} does not come after {points[-1][0]:g} s")
+        points.append((t, v))
+    return EnergyCurve(tuple(points))
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman rank correlation, ``None`` when either side is constant or shorter than 3."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 3 or np.ptp(a) < 1e-12 or np.ptp(b) < 1e-12:
+        return None
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)

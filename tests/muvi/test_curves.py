@@ -1,0 +1,105 @@
+"""Control curves: from music, from the picture, the styles' ranges and the user's controls."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from muvi.curves import (CONTROL_CHANNELS, CONTROLS, N_CONTROLS, CurveRanges, auto_quantiles, curve_dropout,
+                         curve_tokens, music_curves, parse_energy, parse_energy_curve, picture_levels, rank_levels,
+                         spearman)
+from muvi.errors import InvalidInputError
+from muvi.music.score import Note
+
+
+def _bar_notes(bar: int, hits: int, stem: str = "drums", pitch: int = 36) -> list[Note]:
+    return [Note(bar * 16 + i, pitch, bar * 16 + i + 1, 90, stem) for i in range(hits)]
+
+
+def test_music_curves_count_onsets_per_bar_and_stem() -> None:
+    notes = _bar_notes(0, 4) + _bar_notes(1, 16) + [Note(16, 48, 32, 80, "bass")]
+    c = music_curves(notes, n_steps=48, steps_per_bar=16)
+    i = {k: CONTROLS.index(k) for k in CONTROLS}
+    assert c.shape == (3, N_CONTROLS)
+    assert c[0, i["intensity"]] == pytest.approx(4 / 16) and c[1, i["intensity"]] == pytest.approx(1.0)
+    assert c[1, i["intensity_bass"]] == pytest.approx(1 / 16) and c[0, i["intensity_bass"]] == 0
+    assert c[2].sum() == 0  # an empty bar
+    assert c[0, i["density"]] < c[1, i["density"]]
+    assert c[1, i["polyphony"]] == pytest.approx(1 / 8)  # one bass note sounding through bar 1
+    assert 0 < c[1, i["novelty"]] <= 1 and c[0, i["novelty"]] == 0
+
+
+def test_curve_tokens_carry_each_bar_with_its_mask() -> None:
+    values = np.tile(np.linspace(0, 1, 3)[:, None], (1, N_CONTROLS)).astype(np.float32)
+    mask = np.ones_like(values)
+    mask[:, 2] = 0
+    tok = curve_tokens(values, mask, n_steps=40, steps_per_bar=16)
+    assert tok.shape == (40, CONTROL_CHANNELS)
+    assert np.allclose(tok[:16, 0], 0) and np.allclose(tok[16:32, 0], 0.5) and np.allclose(tok[32:, 0], 1.0)
+    assert np.all(tok[:, 2] == 0) and np.all(tok[:, N_CONTROLS + 2] == 0) and np.all(tok[:, N_CONTROLS] == 1)
+    with pytest.raises(InvalidInputError):
+        curve_tokens(values[:, :3], mask[:, :3], n_steps=4, steps_per_bar=4)
+
+
+def test_curve_dropout_drops_all_or_each() -> None:
+    rng = np.random.default_rng(0)
+    masks = [curve_dropout(4, rng) for _ in range(400)]
+    all_dropped = np.mean([m.sum() == 0 for m in masks])
+    assert 0.15 < all_dropped < 0.35
+    kept = np.mean([m[0].mean() for m in masks if m.sum() > 0])
+    assert 0.7 < kept < 0.9
+    assert all(np.all(m == m[0]) for m in masks)  # a whole window keeps or drops a curve
+
+
+def _ranges() -> CurveRanges:
+    q = np.linspace(0.1, 0.9, 21)[:, None].repeat(N_CONTROLS, 1)
+    presence = np.ones(N_CONTROLS)
+    presence[CONTROLS.index("intensity_drums")] = 0.2  # a style that mostly plays without drums
+    return CurveRanges({"none": {"quantiles": q, "presence": presence}})
+
+
+def test_ranges_map_levels_into_the_style_range_and_leave_rare_stems_free() -> None:
+    r = CurveRanges.from_json(_ranges().to_json())
+    v, m = r.values("pop", np.array([0.0, 0.5, 1.0]), novelty_levels=None)  # unknown style → pooled "none"
+    assert np.allclose(v[:, 0], [0.1, 0.5, 0.9])
+    assert np.all(m[:, CONTROLS.index("intensity_drums")] == 0) and np.all(m[:, CONTROLS.index("novelty")] == 0)
+    assert r.median("pop", "intensity") == pytest.approx(0.5)
+
+
+def test_picture_levels_follow_motion_and_cuts() -> None:
+    frames = 80
+    motion = np.r_[np.full(40, 0.01), np.full(40, 0.08)]  # calm, then busy
+    feats = np.random.default_rng(0).normal(size=(frames, 12))
+    pos = np.linspace(0, frames - 1, 64).astype(np.float32)  # 4 bars of 16 steps
+    energy, novelty, raw = picture_levels(motion=motion, cuts=[70], features=feats, positions=pos, steps_per_bar=16)
+    assert energy.shape == (4,) and novelty.shape == (4,)
+    assert energy[0] < energy[2] and energy[3] == energy.max()
+    assert raw["cuts"][3] == 1
+    flat, _, _ = picture_levels(motion=np.full(80, 0.02), cuts=[], features=feats, positions=pos, steps_per_bar=16)
+    assert np.allclose(flat, 0.5)
+
+
+def test_energy_controls() -> None:
+    assert parse_energy(None) == 0.5 and parse_energy("HIGH") == 0.75 and parse_energy("0.3") == 0.3
+    for bad in ("loud", "1.5", "-0.1"):
+        with pytest.raises(InvalidInputError, match="--energy"):
+            parse_energy(bad)
+    q = auto_quantiles(np.array([0.0, 0.5, 1.0]), 0.75)
+    assert q[0] < q[1] < q[2] <= 0.97 and q[1] == pytest.approx(0.75)
+    c = parse_energy_curve("0:0.2, 12.5:0.9,30:0.4", duration=30.0)
+    assert np.allclose(c.at([0, 6.25, 12.5, 40]), [0.2, 0.55, 0.9, 0.4]) and c.text() == "0:0.2,12.5:0.9,30:0.4"
+
+
+@pytest.mark.parametrize("text,match", [
+    ("", "no points"), ("0:0.2,x", "bad point 'x'"), ("0:1.5", "level 1.5"), ("0:0.2,40:0.5", "outside the timeline"),
+    ("5:0.2,2:0.5", "does not come after"), ("nan:0.3", "not finite"),
+])
+def test_a_malformed_energy_curve_is_refused_naming_the_point(text: str, match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        parse_energy_curve(text, duration=30.0)
+
+
+def test_rank_levels_and_spearman() -> None:
+    assert np.allclose(rank_levels([3, 1, 2]), [1.0, 0.0, 0.5])
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
+    assert spearman([1, 1, 1], [1, 2, 3]) is None
