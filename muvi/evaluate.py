@@ -47,7 +47,8 @@ from muvi.train.data import CorpusWindows, item_rng, split_pieces
 from muvi.train.synthvideo import render_paired_video
 from muvi.weights import load_checkpoint
 
-__all__ = ["EvalOptions", "HeldOutWindow", "held_out_windows", "generate_for", "calibrate_note_odds", "evaluate"]
+__all__ = ["EvalOptions", "HeldOutWindow", "held_out_windows", "generate_for", "calibrate_note_odds", "evaluate",
+           "write_report"]
 
 FPS = Fraction(10)
 
@@ -309,8 +310,7 @@ def evaluate(weights: Path | str, out: Path | str, *, baselines: dict[str, Path 
         "controls": effects, "plots": plots, "seconds": round(time.perf_counter() - t0, 1),
         "targets": _targets(rows),
     }
-    atomic_write_text(out / "eval.json", json.dumps(report, indent=2, default=float))
-    atomic_write_text(out / "EVAL.md", _markdown(report))
+    write_report(out, report)
     return report
 
 
@@ -458,7 +458,21 @@ def _cfg_source(r: dict[str, Any]) -> str:
     return f"given; the sweep picks {r['recommended_cfg']}"
 
 
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    """``out/eval.json`` and ``out/EVAL.md`` (with the real-footage section when the report has one)."""
+    atomic_write_text(out / "eval.json", json.dumps(report, indent=2, default=float))
+    atomic_write_text(out / "EVAL.md", _markdown(report))
+
+
 def _markdown(r: dict[str, Any]) -> str:
+    if not r.get("rows"):  # the real-footage suite alone (muvi eval --footage-only)
+        from muvi.footage import footage_markdown
+
+        return "\n".join(["# muvi evaluation"] + footage_markdown(r["footage"])) + "\n"
+    return _synthetic_markdown(r)
+
+
+def _synthetic_markdown(r: dict[str, Any]) -> str:
     cols = ["fd_stand_in", "bcs", "bhs", "sim", "accent_hit_rate", "in_scale_ratio", "empty_bar_ratio",
             "pitch_class_entropy", "groove_consistency", "curve_spearman"]
     head = "| model | FD* | BCS | BHS | SIM | accent hit | in-scale | empty bars | PC entropy | groove | curve ρ |"
@@ -508,5 +522,9 @@ def _markdown(r: dict[str, Any]) -> str:
                          f"{p['without_prompt']:.2f} → {p['with_prompt']:.2f} "
                          f"({'shifts the right way' if p['right_way'] else 'does NOT shift the right way'})")
     lines += ["", "## Targets", ""] + [f"- {k}: {'met' if v else 'NOT met'}" for k, v in r["targets"].items()]
+    if r.get("footage"):
+        from muvi.footage import footage_markdown
+
+        lines += footage_markdown(r["footage"])
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in r["plots"]]
     return "\n".join(lines) + "\n"

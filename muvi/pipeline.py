@@ -86,7 +86,7 @@ def retry_guidance(cfg: float, silent_tries: int, *, tries: int = JOIN_TRIES) ->
 class GenerateOptions:
     style: str | None = None
     mood: str | None = None
-    key: str | None = None  # e.g. "A minor"; None: chosen from the seed
+    key: str | None = None  # e.g. "A minor"; None: from the picture's look (muvi.mood)
     bpm: float | None = None  # pin the tempo
     meter: int = 4  # beats per bar (3 or 4)
     stems: tuple[str, ...] = ALL_STEMS

@@ -16,7 +16,7 @@ from muvi.pipeline import ALL_STEMS, GenerateOptions, GenerationResult
 from muvi.timeline import AUDIO_SAMPLE_RATE, Rate, RationalTime, Segment, Timeline, TimeRange
 from plugin_server.v1 import plugin_pb2 as pb
 
-__all__ = ["FieldError", "timeline_from_proto", "timeline_to_proto", "options_from_proto", "output_dir",
+__all__ = ["FieldError", "timeline_from_proto", "timeline_to_proto", "options_from_proto", "output_dir", "check_energy_curve",
            "done_event", "stem_events", "progress_event"]
 
 
@@ -109,6 +109,18 @@ def options_from_proto(msg: pb.GenerateOptions, defaults: GenerateOptions = Gene
         return GenerateOptions(**{**defaults.__dict__, **changes})
     except InvalidInputError as exc:  # a combination (e.g. overlap vs window) rather than one field
         raise FieldError("options", str(exc).replace("--", "")) from exc
+
+
+def check_energy_curve(options: GenerateOptions, timeline: Timeline) -> None:
+    """An energy curve's points must lie inside the timeline (refused before the job is queued)."""
+    if options.energy_curve is None:
+        return
+    from muvi.curves import parse_energy_curve
+
+    try:
+        parse_energy_curve(options.energy_curve, duration=float(timeline.duration.seconds), field="energy_curve")
+    except InvalidInputError as exc:
+        raise FieldError("options.energy_curve", str(exc)) from exc
 
 
 def output_dir(root: Path, name: str, *, overwrite: bool) -> Path:

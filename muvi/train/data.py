@@ -124,6 +124,17 @@ class CorpusWindows(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
+    def subset(self, count: int) -> "CorpusWindows":
+        """The same windows thinned to ``count``, evenly spread over the list (so over pieces and
+        styles alike); deterministic."""
+        import copy
+
+        if not 1 <= count <= len(self.windows):
+            raise InvalidInputError(f"a subset of {count} windows of {len(self.windows)}")
+        out = copy.copy(self)
+        out.windows = [self.windows[int(i)] for i in np.linspace(0, len(self.windows) - 1, count).round()]
+        return out
+
     def window_score(self, index: int) -> Score:
         w = self.windows[index]
         score = self.corpus.score(w.piece)

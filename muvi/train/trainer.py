@@ -64,6 +64,11 @@ class StageConfig:
     # conditional: the adaptor's learning rate as a share of ``lr``; below 1 keeps more of what
     # the contrastive stage taught it (the music-aligned features the DiT is meant to start from)
     adaptor_lr_scale: float = 1.0
+    # the control-curve projection's learning rate as a multiple of ``lr``: fine-tuning a
+    # checkpoint that predates the curves, the zero-initialised projection has to grow from
+    # nothing, and Adam moves a weight by about lr per step (600 pretrain steps at 3e-4 left it
+    # at a norm of 0.27 against the visual projection's 9.4, and the curves barely followed)
+    control_lr_scale: float = 1.0
     contrastive: dict[str, Any] = field(default_factory=dict)  # ContrastiveOptions overrides
 
     def __post_init__(self) -> None:
@@ -71,6 +76,8 @@ class StageConfig:
             raise InvalidInputError(f"unknown stage {self.name!r}; stages are {', '.join(STAGES)}")
         if self.steps < 0 or self.batch < 1 or self.lr <= 0:
             raise InvalidInputError(f"stage {self.name}: steps ≥ 0, batch ≥ 1 and lr > 0 are required")
+        if not 0.0 < self.control_lr_scale <= 100.0:
+            raise InvalidInputError(f"stage {self.name}: control_lr_scale must be within (0, 100], got {self.control_lr_scale}")
         if not 0.0 <= self.adaptor_lr_scale <= 1.0:
             raise InvalidInputError(f"stage {self.name}: adaptor_lr_scale must be within [0, 1], "
                                     f"got {self.adaptor_lr_scale}")
@@ -91,6 +98,9 @@ class TrainConfig:
     paired_cache: dict[str, Any] | None = None  # {"path": DIR, "variants": 2}: pre-render paired windows
     # camera-like paired videos: {"photos": true, "camera_p": 0.5} (muvi.train.data.PairedWindows)
     camera: dict[str, Any] | None = None
+    # paired stages use this many of the training windows, evenly spread (None: all): rendering
+    # and encoding a camera-like video costs ~0.36 s a window on one core
+    paired_windows: int | None = None
     held_out: float = 0.05
     workers: int = 0
     log_every: int = 10
@@ -274,7 +284,10 @@ class Trainer:
         steps = self.config.window_steps
         music = CorpusWindows(corpus, train, model.config, steps=steps, seed=self.config.seed)
         music_eval = CorpusWindows(corpus, test or train[:1], model.config, steps=steps, seed=self.config.seed + 1)
-        on_the_fly = PairedWindows(music, enc, camera=self.config.camera)
+        paired_music = music
+        if self.config.paired_windows is not None and self.config.paired_windows < len(music):
+            paired_music = music.subset(self.config.paired_windows)
+        on_the_fly = PairedWindows(paired_music, enc, camera=self.config.camera)
 
         def paired() -> Dataset:
             # Built only when a paired stage starts: pre-training never waits for the cache.
@@ -366,14 +379,18 @@ class Trainer:
         for p in model.parameters():
             p.requires_grad_(False)
         groups: list[tuple[list[nn.Parameter], float]] = []  # (parameters, share of the stage's lr)
+        control = {id(p) for p in model.dit.control_proj.parameters()}
         for mod in _trainable(model, stage.name):
             scale = stage.adaptor_lr_scale if mod is model.adaptor and stage.name == "conditional" else 1.0
             if scale == 0:
                 continue  # frozen
+            own = [p for p in mod.parameters() if id(p) not in control or stage.control_lr_scale == 1.0]
             if groups and groups[-1][1] == scale:  # one group per scale: checkpoints of one group still resume
-                groups[-1][0].extend(mod.parameters())
+                groups[-1][0].extend(own)
             else:
-                groups.append((list(mod.parameters()), scale))
+                groups.append((own, scale))
+            if mod is model.dit and stage.control_lr_scale != 1.0:
+                groups.append((list(mod.control_proj.parameters()), stage.control_lr_scale))
         params = [p for ps, _ in groups for p in ps]
         for p in params:
             p.requires_grad_(True)

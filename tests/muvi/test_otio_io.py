@@ -99,3 +99,30 @@ def test_import_errors_name_the_clip(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(InvalidInputError, match="not a readable OTIO"):
         read_otio(bad)
+
+
+def test_energy_markers_on_the_timeline_become_an_energy_curve(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import opentimelineio as otio
+
+    from muvi.errors import InvalidInputError
+    from muvi.otio_io import energy_curve_from_markers, read_otio_with_markers
+
+    tl = otio.schema.Timeline(name="t", global_start_time=otio.opentime.RationalTime(250, 25))
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    tl.tracks.append(track)
+    clip = otio.schema.Clip(name="a", media_reference=otio.schema.ExternalReference(target_url=str(tmp_path / "a.mp4")),
+                            source_range=otio.opentime.TimeRange(otio.opentime.RationalTime(50, 25),
+                                                                 otio.opentime.RationalTime(500, 25)))
+    clip.markers.append(otio.schema.Marker(name="energy=high", marked_range=otio.opentime.TimeRange(
+        otio.opentime.RationalTime(100, 25), otio.opentime.RationalTime(0, 25))))  # 2 s into the clip's source
+    track.append(clip)
+    track.markers.append(otio.schema.Marker(name="energy=0.2", marked_range=otio.opentime.TimeRange(
+        otio.opentime.RationalTime(0, 25), otio.opentime.RationalTime(0, 25))))
+    track.markers.append(otio.schema.Marker(name="a note", marked_range=otio.opentime.TimeRange(
+        otio.opentime.RationalTime(25, 25), otio.opentime.RationalTime(0, 25))))
+    path = tmp_path / "edit.otio"
+    otio.adapters.write_to_file(tl, str(path))
+    timeline, markers = read_otio_with_markers(path)
+    assert energy_curve_from_markers(markers) == "0:0.2,2:0.75"
+    with pytest.raises(InvalidInputError, match="energy=loud"):
+        energy_curve_from_markers([("energy=loud", 3)])

@@ -168,3 +168,35 @@ def test_window_spans_cover_the_roll_with_prompted_overlaps() -> None:
         spans = window_spans(n, 128, 32)
         assert spans[0][0] == 0 and spans[-1][1] == n and all(b - a <= 128 for a, b in spans)
         assert all(s1 - a == 32 for (_, s1), (a, _) in zip(spans, spans[1:]))  # each later one overlaps by 32
+
+
+def test_the_picture_drives_the_control_curves_and_the_user_can_replace_them(tmp_path: Path) -> None:
+    """A model with curve ranges gets per-bar curves from the picture (report.json records them)
+    or from --energy-curve; the key comes from the look, with its reason."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from muvi.curves import N_CONTROLS, CurveRanges
+    from muvi.media_gen import write_shot_clip
+    from muvi.pipeline import GenerateOptions, Generator
+    from muvi.timeline import Rate, Timeline, TimeRange
+    from tests.muvi.nn.test_model_weights_prompt import tiny_model
+
+    model = tiny_model()
+    q = np.linspace(0.1, 0.9, 21)[:, None].repeat(N_CONTROLS, 1)
+    model.config = replace(model.config, control_ranges=CurveRanges(
+        {"none": {"quantiles": q, "presence": np.ones(N_CONTROLS)}}).to_json())
+    clip = write_shot_clip(tmp_path / "c.mp4", shots=[60, 60, 60], rate=Rate(25)).path
+    tl = Timeline.sequential([(clip, TimeRange.from_frames(0, 180, Rate(25)))], rate=Rate(25))
+    gen = Generator(model)
+    auto = gen.generate(tl, GenerateOptions(steps=2, preview=False, bpm=120), tmp_path / "auto").report
+    assert auto["curves"]["source"] == "picture" and len(auto["curves"]["requested"]["intensity"]) == 4
+    assert "hue" in auto["key_reason"] and auto["key"].split()[-1] in ("major", "minor")
+    keyed = gen.generate(tl, GenerateOptions(steps=2, preview=False, bpm=120, energy_curve="0:0,7.2:1"), tmp_path / "k")
+    req = keyed.report["curves"]["requested"]["intensity"]
+    assert keyed.report["curves"]["source"] == "energy curve" and req == sorted(req) and req[0] < req[-1]
+    assert set(keyed.report["curves"]["generated"]) >= {"intensity", "intensity_drums", "novelty"}
+    with pytest.raises(InvalidInputError, match="outside the timeline"):
+        gen.generate(tl, GenerateOptions(steps=2, preview=False, energy_curve="0:0.1,8:0.5"), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

@@ -167,6 +167,11 @@ def test_capabilities_and_token_file(server: MuviServer) -> None:
     (lambda r, clip: r.options.__setattr__("style", "polka"), grpc.StatusCode.INVALID_ARGUMENT, "options.style"),
     (lambda r, clip: r.options.stems.append("vocals"), grpc.StatusCode.INVALID_ARGUMENT, "options.stems"),
     (lambda r, clip: r.options.__setattr__("steps", 0), grpc.StatusCode.INVALID_ARGUMENT, "options.steps"),
+    (lambda r, clip: r.options.__setattr__("energy", "loud"), grpc.StatusCode.INVALID_ARGUMENT, "options.energy"),
+    (lambda r, clip: r.options.__setattr__("energy_curve", "0:0.2,3:x"), grpc.StatusCode.INVALID_ARGUMENT,
+     "options.energy_curve"),
+    (lambda r, clip: r.options.__setattr__("energy_curve", "0:0.2,999:0.5"), grpc.StatusCode.INVALID_ARGUMENT,
+     "outside the timeline"),
 ])
 def test_bad_requests_get_the_right_status_naming_the_field(server: MuviServer, clip: Path, change, code, field) -> None:  # type: ignore[no-untyped-def]
     request = pb.GenerateRequest(timeline=_timeline(clip), options=_opts(), output_name="bad")
