@@ -39,7 +39,8 @@ from muvi.music.score import Note
 __all__ = [
     "CONTROLS", "N_CONTROLS", "CONTROL_CHANNELS", "QUANTILES", "music_curves", "curve_tokens", "curve_dropout",
     "CurveRanges", "corpus_curve_ranges", "picture_levels", "rank_levels", "parse_energy", "parse_energy_curve",
-    "EnergyCurve", "ENERGY_LEVELS", "spearman", "timeline_controls", "auto_quantiles",
+    "EnergyCurve", "ENERGY_LEVELS", "spearman", "timeline_controls", "auto_quantiles", "follow_curves",
+    "decode_following", "onset_share",
 ]
 
 STEMS = ("drums", "bass", "chords", "melody")
@@ -255,6 +256,76 @@ def timeline_controls(ranges: CurveRanges | None, *, motion: np.ndarray, cuts: S
               "requested": {c: [round(float(x), 3) for x in values[:n_bars, i]] for i, c in enumerate(CONTROLS)
                             if mask[0, i] > 0}}
     return curve_tokens(values, mask, n_steps=n_steps, steps_per_bar=bar), report
+
+
+def follow_curves(roll: np.ndarray, spec: Any, requested: Mapping[str, Sequence[float]], *, threshold: float,
+                  slack: float = 2.0, max_shift: float = 0.8) -> tuple[np.ndarray, dict[str, int]]:
+    """Hold each stem's onsets per bar near what its intensity curve asks, by the model's own
+    ranking of the cells: where a bar of a stem has fewer onset steps than ``request / slack``
+    (or more than ``request · slack``), that bar's onset and sustain scores of the stem are
+    shifted so the right number of its highest-scoring steps cross ``threshold``; the shift is at
+    most ``max_shift`` (scores lie in [-1, 1]), so a cell the model rules out stays out.
+
+    ``roll`` (T, C, R) as sampled, ``requested`` the per-bar ``intensity_<stem>`` curves (the
+    first bars of the roll). Returns the adjusted roll and how many stem-bars were raised and
+    lowered. The DiT follows the curves on its own only loosely (a small model, trained on the
+    CPU); this keeps a stem the curve asks for from falling silent, and none from running away."""
+    from muvi.music.roll import ONSET, SUSTAIN
+
+    x = np.array(roll, np.float32, copy=True)
+    bar = spec.steps_per_bar
+    moved = {"raised": 0, "lowered": 0}
+    for stem in spec.stems:
+        want_bars = requested.get(f"intensity_{stem.name}")
+        if not want_bars:
+            continue
+        rows = spec.row_slice(stem.name)
+        for b, want in enumerate(want_bars):
+            a, e = b * bar, min((b + 1) * bar, x.shape[0])
+            n = e - a
+            if n <= 0 or want <= 0:
+                continue
+            score = x[a:e, ONSET, rows].max(axis=1)  # (n,) a step's strongest onset in the stem
+            lo = max(1, int(np.floor(want * n / slack)))
+            hi = max(lo, int(np.ceil(want * n * slack)))
+            have = int((score > threshold).sum())
+            if lo <= have <= hi:
+                continue
+            target = lo if have < lo else hi
+            ranked = np.sort(score)[::-1]
+            below = ranked[target] if target < n else -1.0
+            # lets exactly ``target`` steps through (ties at the boundary all go through)
+            cut = 0.5 * (ranked[target - 1] + below) if ranked[target - 1] > below else ranked[target - 1] - 1e-3
+            shift = float(np.clip(threshold - cut, -max_shift, max_shift))
+            x[a:e, ONSET, rows] += shift
+            if not stem.drums:
+                x[a:e, SUSTAIN, rows] += shift
+            moved["raised" if shift > 0 else "lowered"] += 1
+    return np.clip(x, -1.0, 1.0), moved
+
+
+def decode_following(spec: Any, tokens: Any, requested: Mapping[str, Sequence[float]]) -> tuple[list[Note], dict[str, Any]]:
+    """Tokens (T, F) → notes, with :func:`follow_curves` between sampling and decoding (``spec``:
+    the model's decode spec, whose onset threshold the shift aims at). The info says how many
+    stem-bars were moved and what the model's own per-bar intensity was before."""
+    roll = spec.from_tokens(tokens)
+    raw = onset_share(roll, spec)
+    roll, moved = follow_curves(roll, spec, requested, threshold=spec.onset_threshold)
+    return spec.decode(roll), {"model_intensity": [round(float(v), 3) for v in raw], **moved}
+
+
+def onset_share(roll: np.ndarray, spec: Any) -> np.ndarray:
+    """(n_bars,) share of each bar's steps where some cell's onset crosses the threshold."""
+    from muvi.music.roll import ONSET
+
+    on = (np.asarray(roll)[:, ONSET] > spec.onset_threshold).any(axis=1)
+    bar = spec.steps_per_bar
+    n_bars = max(1, -(-len(on) // bar))
+    padded = np.zeros(n_bars * bar, bool)
+    padded[: len(on)] = on
+    lens = np.full(n_bars, bar, np.float32)
+    lens[-1] = len(on) - (n_bars - 1) * bar
+    return padded.reshape(n_bars, bar).sum(axis=1) / lens
 
 
 def auto_quantiles(levels: np.ndarray, energy: float) -> np.ndarray:

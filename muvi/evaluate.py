@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from muvi.analysis import find_accents, motion_curve, thumbnails
-from muvi.curves import music_curves, parse_energy, spearman, timeline_controls
+from muvi.curves import decode_following, music_curves, parse_energy, spearman, timeline_controls
 from muvi.fileio import atomic_write_text
 from muvi.flow import guided_velocity, sample
 from muvi.metrics import accent_hit_rate, beat_scores, frechet_distance, musicality
@@ -78,7 +78,11 @@ class HeldOutWindow:
     accents: tuple[Fraction, ...]
     name: str
     controls: torch.Tensor  # (T, CONTROL_CHANNELS) the control curves the picture asks for (as the pipeline makes them)
-    requested_intensity: tuple[float, ...]  # per bar: the intensity curve within controls (empty: none)
+    requested: dict[str, list[float]]  # per bar: the curves within controls (report["requested"] of timeline_controls)
+
+    @property
+    def requested_intensity(self) -> list[float]:
+        return list(self.requested.get("intensity", []))
 
 
 def held_out_windows(model: MuVi, recipe: dict[str, Any], options: EvalOptions, *,
@@ -131,7 +135,7 @@ def held_out_windows(model: MuVi, recipe: dict[str, Any], options: EvalOptions, 
             Score(score.notes, score.tempo, windows.steps, score.steps_per_beat, score.programs, score.key, score.style),
             piece["style"], clip.frames, patches, torch.from_numpy(pos),
             tuple(a.time for a in accents), f"{piece['name']}@{windows.windows[i].start}",
-            torch.from_numpy(ctl), tuple(rep.get("requested", {}).get("intensity", ()))))
+            torch.from_numpy(ctl), dict(rep.get("requested", {}))))
     return out
 
 
@@ -157,8 +161,10 @@ def generate_for(model: MuVi, window: HeldOutWindow, *, cfg: float, steps: int, 
                          prompt=prompt, prompt_mask=mask)
     noise = torch.randn(1, n, spec.token_dim, generator=torch.Generator().manual_seed(seed))
     tokens = sample(fn, noise, steps=steps, prompt=prompt, prompt_mask=mask)[0]
-    decoder = model.config.decode_spec
-    notes = decoder.decode(decoder.from_tokens(tokens))
+    # decoded as the pipeline does: each stem held near the curve the picture asks for (none
+    # for the unconditional row)
+    requested = {} if unconditional else window.requested
+    notes, _ = decode_following(model.config.decode_spec, tokens, requested)
     ref = window.score
     return Score(tuple(notes), ref.tempo, n, ref.steps_per_beat, ref.programs, ref.key, ref.style), tokens
 

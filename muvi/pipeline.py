@@ -27,7 +27,7 @@ import math
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from muvi.analysis import Accent, energy_curve, find_accents, motion_curve, thumbnails
-from muvi.curves import CONTROL_CHANNELS, CONTROLS, music_curves, parse_energy, parse_energy_curve, spearman, timeline_controls
+from muvi.curves import (CONTROL_CHANNELS, CONTROLS, decode_following, music_curves, parse_energy, parse_energy_curve,
+                         spearman, timeline_controls)
 from muvi.mood import choose_key, choose_mood, picture_look
 from muvi.backend import Backend, TorchBackend
 from muvi.errors import Cancelled, InvalidInputError, MuviError
@@ -250,11 +251,14 @@ class Generator:
         stage_t["sampling"] = time.perf_counter() - t - t_cond
 
         t = time.perf_counter()
-        decoder = self.model.config.decode_spec
-        notes = [n for n in decoder.decode(decoder.from_tokens(tokens)) if n.stem in options.stems]
+        requested = curves_report.get("requested", {})
+        decoded, held = decode_following(replace(self.model.config.decode_spec, beats_per_bar=options.meter), tokens,
+                                         requested)
+        notes = [n for n in decoded if n.stem in options.stems]
         curves_report["generated"] = _curve_dict(music_curves(notes, n_steps=n_steps, steps_per_bar=bar))
-        curves_report["intensity_spearman"] = spearman(curves_report.get("requested", {}).get("intensity", []),
-                                                       curves_report["generated"]["intensity"])
+        curves_report["held_to_curve"] = held
+        curves_report["intensity_spearman"] = spearman(requested.get("intensity", []), curves_report["generated"]["intensity"])
+        curves_report["intensity_spearman_model"] = spearman(requested.get("intensity", []), held["model_intensity"])
         shift = key.tonic if key.tonic <= 6 else key.tonic - 12
         notes = snap_to_scale(transpose(notes, shift), key)
         programs = {s: int(STYLES[style].programs[s][0]) for s in PITCHED_STEMS if s in STYLES[style].programs}

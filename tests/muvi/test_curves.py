@@ -103,3 +103,23 @@ def test_rank_levels_and_spearman() -> None:
     assert np.allclose(rank_levels([3, 1, 2]), [1.0, 0.0, 0.5])
     assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
     assert spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_follow_curves_raises_a_silent_stem_and_tames_a_runaway_one_by_the_model_ranking() -> None:
+    from muvi.curves import follow_curves
+    from muvi.music.roll import ONSET, RollSpec
+
+    spec = RollSpec()
+    roll = spec.empty(32)  # 2 bars, everything off (-1)
+    drums, bass = spec.row_slice("drums"), spec.row_slice("bass")
+    roll[:16, ONSET, drums.start] = np.linspace(0.5, -0.2, 16)  # bar 0: the model is unsure, nothing crosses 0.6
+    roll[16:, ONSET, bass.start + 5] = np.linspace(0.95, 0.7, 16)  # bar 1: bass onsets on every step, far more than asked
+    out, moved = follow_curves(roll, spec, {"intensity_drums": [0.25, 0.0], "intensity_bass": [0.0, 0.125]},
+                               threshold=0.6)
+    on = out[:, ONSET] > 0.6
+    assert on[:16, drums].any(axis=1).sum() == 2  # 0.25 × 16 / 2: its two best-scored steps, the first ones
+    assert on[:2, drums.start].all()
+    assert 2 <= on[16:, bass].any(axis=1).sum() <= 4 and moved == {"raised": 1, "lowered": 1}
+    hopeless = spec.empty(16)  # the model rules every cell out: no shift can reach them
+    out, moved = follow_curves(hopeless, spec, {"intensity_drums": [0.5]}, threshold=0.6)
+    assert not (out[:, ONSET] > 0.6).any()
