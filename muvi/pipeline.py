@@ -7,9 +7,9 @@ Stages (each timed, each reported through ``progress(stage, fraction)``):
 window (16 bars, 4 bars overlap: each window after the first gets the end of the previous one
 as its in-context prompt, the first one the user's prompt; a window where a pitched stem is
 silent throughout, or whose bars at a join leave a stem that plays through it silent, is
-sampled again with the next seed, up to ``JOIN_TRIES`` times, keeping the best; after a try
-that left a pitched stem silent the next leans less on the picture (:func:`retry_guidance`) —
-``report.json`` says how often) → ``notes`` (decode, transpose from
+sampled again with the next seed, up to ``JOIN_TRIES`` times, keeping the best — both judged
+on the music as it will be decoded, held to its control curves; ``report.json`` says how
+often) → ``notes`` (decode with each stem held near its curve, transpose from
 the model's common tonic to the key, snap to the scale) → ``render`` (FluidSynth per stem) →
 ``write`` (Broadcast-WAV stems + mix, MIDI, beats.json, report.json, roll.png, preview.mp4).
 
@@ -68,19 +68,6 @@ BPM_RANGE = (40.0, 240.0)  # a pinned tempo
 MAX_CFG = 15.0
 MAX_STEPS = 200
 JOIN_TRIES = 4  # samples per window at most while a join leaves a playing stem silent for a bar
-
-
-def retry_guidance(cfg: float, silent_tries: int, *, tries: int = JOIN_TRIES) -> float:
-    """The guidance scale of a window's next try after ``silent_tries`` tries that left a pitched
-    stem silent throughout: ``cfg`` at first, then down in equal steps to 0 (the unconditional
-    prediction: style, mood and prompt without the picture) for the last try. On camera footage
-    unlike the training videos the picture can steer the model to silence in a stem at every
-    seed (shipped model, bikes.mp4, ``--style rock``: bass and chords silent in all four tries),
-    while without the picture the same style plays in every bar; a take that follows the
-    picture less beats an empty stem track."""
-    if silent_tries <= 0 or tries < 2:
-        return cfg
-    return cfg * max(0.0, 1.0 - silent_tries / (tries - 1))
 
 
 @dataclass(frozen=True)
@@ -242,8 +229,11 @@ class Generator:
         user_prompt = load_prompt(options.prompt, steps_per_beat=spb) if options.prompt else None
 
         t = time.perf_counter()
+        decoder = replace(self.model.config.decode_spec, beats_per_bar=options.meter)
+        requested = curves_report.get("requested", {})
         tokens, t_cond, joins = self._sample_windows(
-            patches, positions, style_i, mood_i, controls, options=options, cfg=cfg, n_steps=n_model, bar=bar,
+            patches, positions, style_i, mood_i, controls, decoder=decoder, requested=requested,
+            options=options, cfg=cfg, n_steps=n_model, bar=bar,
             user_prompt=user_prompt, progress=prog, should_stop=should_stop, n_real=n_steps,
         )
         tokens = tokens[:n_steps]
@@ -251,9 +241,7 @@ class Generator:
         stage_t["sampling"] = time.perf_counter() - t - t_cond
 
         t = time.perf_counter()
-        requested = curves_report.get("requested", {})
-        decoded, held = decode_following(replace(self.model.config.decode_spec, beats_per_bar=options.meter), tokens,
-                                         requested)
+        decoded, held = decode_following(decoder, tokens, requested)
         notes = [n for n in decoded if n.stem in options.stems]
         curves_report["generated"] = _curve_dict(music_curves(notes, n_steps=n_steps, steps_per_bar=bar))
         curves_report["held_to_curve"] = held
@@ -353,7 +341,7 @@ class Generator:
 
     def _sample_windows(
         self, patches: torch.Tensor, positions: torch.Tensor, style_i: torch.Tensor, mood_i: torch.Tensor,
-        controls: torch.Tensor, *,
+        controls: torch.Tensor, *, decoder: Any, requested: dict[str, list[float]],
         options: GenerateOptions, cfg: float, n_steps: int, bar: int, user_prompt: Score | None,
         progress: Callable[[str, float], None], should_stop: Callable[[], bool] | None, n_real: int | None = None,
     ) -> tuple[np.ndarray, float, dict[str, int]]:
@@ -368,8 +356,7 @@ class Generator:
         spans = window_spans(n_steps, win, ov)
         prev: np.ndarray | None = None
         t_cond = 0.0
-        joins = {"windows": len(spans), "retries": 0, "silent_stem_bars_left": 0, "silent_stems_left": 0,
-                 "lowered_guidance_windows": 0, "lowest_guidance": cfg}
+        joins = {"windows": len(spans), "retries": 0, "silent_stem_bars_left": 0, "silent_stems_left": 0}
         for k, (s0, s1) in enumerate(spans):
             n = s1 - s0
             tc = time.perf_counter()
@@ -392,36 +379,30 @@ class Generator:
             # a window is sampled again (next seed) while a pitched stem is silent through all
             # of it, or, where it meets another window, a stem that plays through it falls silent
             # for a bar at the join; the best try is kept (a silent stem weighs as all its bars,
-            # and of equal tries the first, the most guided, wins); after a silent stem the next
-            # try follows the picture less (retry_guidance)
-            dspec = self.model.config.decode_spec
-            best: tuple[int, int, int, np.ndarray, float] | None = None
-            silent_tries = 0
+            # and of equal tries the first wins). Both are judged on the window decoded as it
+            # will be, each stem held to its control curve
+            req = {c: v[s0 // bar: s1 // bar] for c, v in requested.items()}
+            fn = guided_velocity(self.backend.velocity, cond=cond, uncond=unc, scale=cfg, prompt=prompt, prompt_mask=mask)
+            best: tuple[int, int, int, np.ndarray] | None = None
             for attempt in range(JOIN_TRIES):
-                scale = retry_guidance(cfg, silent_tries)
-                fn = guided_velocity(self.backend.velocity, cond=cond, uncond=unc, scale=scale, prompt=prompt,
-                                     prompt_mask=mask)
                 gen = torch.Generator().manual_seed(options.seed * 1000 + k + 100_000 * attempt)
                 noise = torch.randn(1, n, spec.token_dim, generator=gen)
                 out = sample(fn, noise, steps=options.steps, method=options.sampler, prompt=prompt, prompt_mask=mask,
                              progress=step_progress if attempt == 0 else None, should_stop=should_stop)[0].numpy()
                 real = out[: max(0, min(n_real, s1) - s0)]  # padding only ever follows a lone window
-                counts = _bar_counts(real, dspec, bar=bar, stems=options.stems)  # one decode for both checks
-                gaps = join_gaps(real, dspec, bar=bar, stems=options.stems, head=keep if k > 0 else None,
+                counts = _bar_counts(real, decoder, bar=bar, stems=options.stems, requested=req)  # one decode, both checks
+                gaps = join_gaps(real, decoder, bar=bar, stems=options.stems, head=keep if k > 0 else None,
                                  tail=k + 1 < len(spans), counts=counts) if len(spans) > 1 else 0
-                silent = silent_stems(real, dspec, bar=bar, stems=options.stems, start=keep, counts=counts)
+                silent = silent_stems(real, decoder, bar=bar, stems=options.stems, start=keep, counts=counts)
                 penalty = gaps + silent * max(1, n // bar)
                 if best is None or penalty < best[0]:
-                    best = (penalty, gaps, silent, out, scale)
+                    best = (penalty, gaps, silent, out)
                 if penalty == 0:
                     break
-                silent_tries += silent > 0
                 joins["retries"] += attempt + 1 < JOIN_TRIES
             assert best is not None
             joins["silent_stem_bars_left"] += best[1]
             joins["silent_stems_left"] += best[2]
-            joins["lowered_guidance_windows"] += best[4] < cfg
-            joins["lowest_guidance"] = min(joins["lowest_guidance"], best[4])
             out = best[3]
             tokens[s0 + keep : s1] = out[keep:]
             prev = out
@@ -431,11 +412,13 @@ def _curve_dict(curves: np.ndarray) -> dict[str, list[float]]:
     return {c: [round(float(x), 3) for x in curves[:, i]] for i, c in enumerate(CONTROLS)}
 
 
-def _bar_counts(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str]) -> dict[str, np.ndarray]:
-    """Notes starting in each whole bar of the window, per stem."""
+def _bar_counts(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str],
+                requested: dict[str, list[float]] | None = None) -> dict[str, np.ndarray]:
+    """Notes starting in each whole bar of the window, per stem, decoded as the pipeline decodes
+    (each stem held to its ``requested`` curve, :func:`muvi.curves.decode_following`)."""
     n_bars = window.shape[0] // bar
     counts: dict[str, np.ndarray] = {s: np.zeros(n_bars, int) for s in stems}
-    for note in spec.decode(spec.from_tokens(window)):
+    for note in decode_following(spec, window, requested or {})[0]:
         b = note.start // bar
         if note.stem in counts and b < n_bars:
             counts[note.stem][b] += 1

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from muvi.bwf import read_bwf
 from muvi.errors import Cancelled, InvalidInputError, MediaRangeError
@@ -101,26 +102,18 @@ def test_silent_stems_counts_pitched_stems_with_no_note_after_the_prompt() -> No
     assert silent_stems(window, spec, bar=bar, stems=stems, start=5 * bar) == 0  # one bar left: not judged
 
 
-def test_retry_guidance_steps_down_to_the_unconditional_prediction() -> None:
-    from muvi.pipeline import JOIN_TRIES, retry_guidance
-
-    assert [retry_guidance(1.5, j) for j in range(JOIN_TRIES)] == pytest.approx([1.5, 1.0, 0.5, 0.0])
-    assert retry_guidance(1.5, 9) == 0.0 and retry_guidance(0.0, 2) == 0.0
-    assert retry_guidance(3.0, 1, tries=1) == 3.0  # no retries: nothing to lower
-
-
-def test_a_silent_stem_retry_follows_the_picture_less(clip: Path, generator: Generator, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_silent_stem_is_resampled_with_the_next_seed_at_the_same_guidance(
+        clip: Path, generator: Generator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import muvi.pipeline as pipeline
 
-    scales: list[float] = []
-    real_guided = pipeline.guided_velocity
+    seeds: list[int] = []
+    real_randn = torch.randn
 
-    def guided(*args, **kwargs):  # type: ignore[no-untyped-def]
-        scales.append(kwargs["scale"])
-        return real_guided(*args, **kwargs)
+    def randn(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seeds.append(kwargs["generator"].initial_seed())
+        return real_randn(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "guided_velocity", guided)
+    monkeypatch.setattr(pipeline.torch, "randn", randn)
     silent_tries = {"n": 2}  # a model that leaves a stem silent in its first two tries
 
     def silent(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -130,16 +123,9 @@ def test_a_silent_stem_retry_follows_the_picture_less(clip: Path, generator: Gen
     monkeypatch.setattr(pipeline, "silent_stems", silent)
     opts = GenerateOptions(style="pop", seed=1, steps=2, preview=False, cfg=1.5)
     report = generator.generate(_timeline(clip), opts, tmp_path / "a").report
-    assert scales == pytest.approx([1.5, 1.0, 0.5])  # the third try, at a third of the scale, is kept
-    assert report["joins"] == {"windows": 1, "retries": 2, "silent_stem_bars_left": 0, "silent_stems_left": 0,
-                               "lowered_guidance_windows": 1, "lowest_guidance": pytest.approx(0.5)}
-
-    scales.clear()  # silent at every scale: all four tries, and the first (most guided) is kept
-    monkeypatch.setattr(pipeline, "silent_stems", lambda *a, **k: 1)
-    report = generator.generate(_timeline(clip), opts, tmp_path / "b").report
-    assert scales == pytest.approx([1.5, 1.0, 0.5, 0.0])
-    assert report["joins"]["silent_stems_left"] == 1 and report["joins"]["lowered_guidance_windows"] == 0
-    assert report["joins"]["lowest_guidance"] == 1.5
+    assert seeds == [1000, 101000, 201000]  # the third try is kept
+    assert report["joins"] == {"windows": 1, "retries": 2, "silent_stem_bars_left": 0, "silent_stems_left": 0}
+    assert report["cfg"] == 1.5
 
 
 def test_join_gaps_counts_silent_bars_of_playing_stems_at_joins() -> None:
