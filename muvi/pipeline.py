@@ -382,6 +382,7 @@ class Generator:
             # and of equal tries the first wins). Both are judged on the window decoded as it
             # will be, each stem held to its control curve
             req = {c: v[s0 // bar: s1 // bar] for c, v in requested.items()}
+            asked = [s for s in options.stems if max(req.get(f"intensity_{s}", [0.0]) or [0.0]) > 0]
             fn = guided_velocity(self.backend.velocity, cond=cond, uncond=unc, scale=cfg, prompt=prompt, prompt_mask=mask)
             best: tuple[int, int, int, np.ndarray] | None = None
             for attempt in range(JOIN_TRIES):
@@ -393,7 +394,7 @@ class Generator:
                 counts = _bar_counts(real, decoder, bar=bar, stems=options.stems, requested=req)  # one decode, both checks
                 gaps = join_gaps(real, decoder, bar=bar, stems=options.stems, head=keep if k > 0 else None,
                                  tail=k + 1 < len(spans), counts=counts) if len(spans) > 1 else 0
-                silent = silent_stems(real, decoder, bar=bar, stems=options.stems, start=keep, counts=counts)
+                silent = silent_stems(real, decoder, bar=bar, stems=options.stems, start=keep, counts=counts, asked=asked)
                 penalty = gaps + silent * max(1, n // bar)
                 if best is None or penalty < best[0]:
                     best = (penalty, gaps, silent, out)
@@ -426,17 +427,18 @@ def _bar_counts(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str]
 
 
 def silent_stems(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str], start: int = 0,
-                 counts: dict[str, np.ndarray] | None = None) -> int:
-    """Pitched stems (bass, chords, melody) among ``stems`` with no note in the bars the window
-    writes (from step ``start``, after its prompt). Every style of the corpus has all three in
-    over 99 % of its pieces, so a take without one is a bad take; drums are left out (several
-    styles often play without them). Windows shorter than two bars are not judged. ``counts``:
-    the window's :func:`_bar_counts` for ``stems``, when the caller has them."""
+                 counts: dict[str, np.ndarray] | None = None, asked: Sequence[str] = ()) -> int:
+    """Stems among ``stems`` with no note in the bars the window writes (from step ``start``,
+    after its prompt): the pitched ones (bass, chords, melody: every style of the corpus has all
+    three in over 99 % of its pieces) and those the control curves ask for (``asked``: drums,
+    when the style plays them at all — a delivered drum track that stays silent is a failed
+    take). A window without one whole bar is not judged. ``counts``: the window's
+    :func:`_bar_counts` for ``stems``, when the caller has them."""
     first = -(-start // bar)
-    if window.shape[0] // bar - first < 2:
+    if window.shape[0] // bar - first < 1:
         return 0
     counts = counts if counts is not None else _bar_counts(window, spec, bar=bar, stems=stems)
-    return sum(int(counts[s][first:].sum() == 0) for s in stems if s in PITCHED_STEMS)
+    return sum(int(counts[s][first:].sum() == 0) for s in stems if s in PITCHED_STEMS or s in asked)
 
 
 def join_gaps(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str], head: int | None,

@@ -55,6 +55,7 @@ def _ranges() -> CurveRanges:
     q = np.linspace(0.1, 0.9, 21)[:, None].repeat(N_CONTROLS, 1)
     presence = np.ones(N_CONTROLS)
     presence[CONTROLS.index("intensity_drums")] = 0.2  # a style that mostly plays without drums
+    presence[CONTROLS.index("intensity_melody")] = 0.0  # and never with a melody
     return CurveRanges({"none": {"quantiles": q, "presence": presence}})
 
 
@@ -62,7 +63,8 @@ def test_ranges_map_levels_into_the_style_range_and_leave_rare_stems_free() -> N
     r = CurveRanges.from_json(_ranges().to_json())
     v, m = r.values("pop", np.array([0.0, 0.5, 1.0]), novelty_levels=None)  # unknown style → pooled "none"
     assert np.allclose(v[:, 0], [0.1, 0.5, 0.9])
-    assert np.all(m[:, CONTROLS.index("intensity_drums")] == 0) and np.all(m[:, CONTROLS.index("novelty")] == 0)
+    assert np.all(m[:, CONTROLS.index("intensity_drums")] == 1)  # asked for at its range where it plays
+    assert np.all(m[:, CONTROLS.index("intensity_melody")] == 0) and np.all(m[:, CONTROLS.index("novelty")] == 0)
     assert r.median("pop", "intensity") == pytest.approx(0.5)
 
 

