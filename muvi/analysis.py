@@ -1,4 +1,4 @@
-"""Visual accents from sampled frames: hard cuts, motion peaks, an energy curve.
+"""Visual accents from sampled frames: hard cuts and motion peaks.
 
 - **Cuts**: the colour-histogram distance between consecutive frames (4×4×4 RGB bins,
   half-L1, in [0, 1]) is a candidate where it is high and a local maximum. A flash is
@@ -17,7 +17,6 @@
 - **Motion**: mean absolute luma change between consecutive frames at 32×32; the value at a
   cut is replaced by its neighbours' (a cut is not motion). Peaks are local maxima that stand
   out from the curve's robust level (median + k·MAD).
-- **Energy**: motion smoothed over ~1 s and scaled to [0, 1].
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ __all__ = [
     "detect_cuts",
     "motion_curve",
     "motion_peaks",
-    "energy_curve",
     "find_accents",
 ]
 
@@ -189,14 +187,6 @@ def motion_peaks(curve: np.ndarray, *, k: float = 3.0, min_distance: int = 2) ->
     mad = float(np.median(np.abs(curve - med))) or float(np.std(curve)) or 1e-6
     idx, _ = find_peaks(curve, height=med + k * mad, distance=max(1, min_distance))
     return [(int(i), float(curve[i])) for i in idx]
-
-
-def energy_curve(motion: np.ndarray, fps: float) -> np.ndarray:
-    """Motion smoothed over about one second, scaled to [0, 1]."""
-    w = max(1, int(round(fps)))
-    e = np.convolve(motion, np.ones(w) / w, mode="same")
-    top = float(e.max())
-    return (e / top).astype(np.float32) if top > 0 else e.astype(np.float32)
 
 
 def find_accents(

@@ -397,8 +397,10 @@ def parse_energy_curve(text: str, *, duration: float, field: str = "--energy-cur
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Spearman rank correlation, ``None`` when either side is constant or shorter than 3."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    """Spearman rank correlation over the bars both curves have (a window of 3/4 has a partial
+    last bar on one side only), ``None`` when either side is constant or shorter than 3."""
+    n = min(len(a), len(b))
+    a, b = np.asarray(a, np.float64)[:n], np.asarray(b, np.float64)[:n]
     if len(a) < 3 or np.ptp(a) < 1e-12 or np.ptp(b) < 1e-12:
         return None
     from scipy.stats import spearmanr

@@ -27,7 +27,12 @@ import numpy as np
 
 from muvi.music.keys import Key
 
-__all__ = ["Look", "picture_look", "choose_key", "choose_mood"]
+__all__ = ["Look", "picture_look", "choose_key", "choose_mood", "choose_style", "AUTO_STYLES"]
+
+# the styles ``auto`` chooses from, by the picture's arousal (calmest first): all four stems play
+# in most of their bars (drums in 80-100 %); ambient and folk play drums in a third and a half of
+# their bars, so calm footage left to them came out with a silent drum track (7 of 16 real clips)
+AUTO_STYLES = ((0.1, "cinematic"), (0.4, "pop"), (0.65, "rock"), (1.01, "electronic"))
 
 # reference points of the valence score (from the real clips muvi was tried on: luma 0.2-0.6,
 # saturation 0.05-0.5, warmth (R - B) -0.1..+0.1)
@@ -89,6 +94,15 @@ def choose_key(look: Look, *, pinned: str | None, style_minor_share: float) -> t
            f"tonic {key.name.split()[0]}: dominant hue {look.hue:.0f} deg on the circle of fifths, "
            f"{abs(2 * bright):.1f} fifths {'sharper' if bright >= 0 else 'flatter'} for its brightness")
     return key, why
+
+
+def choose_style(look: Look, *, given: str | None) -> tuple[str, str]:
+    """The style and why: the user's, else by the picture's arousal (:data:`AUTO_STYLES`)."""
+    if given:
+        return given, "given by --style"
+    style = next(s for top, s in AUTO_STYLES if look.arousal < top)
+    return style, f"{style}: arousal {look.arousal:.2f} (motion and cuts) on the auto ladder " + \
+        ", ".join(f"<{top:g} {s}" for top, s in AUTO_STYLES[:-1]) + f", else {AUTO_STYLES[-1][1]}"
 
 
 def choose_mood(look: Look, *, style: str, mode: str, given: str | None) -> tuple[str | None, str]:

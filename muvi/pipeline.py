@@ -35,10 +35,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from muvi.analysis import Accent, energy_curve, find_accents, motion_curve, thumbnails
+from muvi.analysis import Accent, find_accents, motion_curve, thumbnails
 from muvi.curves import (CONTROL_CHANNELS, CONTROLS, decode_following, music_curves, parse_energy, parse_energy_curve,
                          spearman, timeline_controls)
-from muvi.mood import choose_key, choose_mood, picture_look
+from muvi.mood import choose_key, choose_mood, choose_style, picture_look
 from muvi.backend import Backend, TorchBackend
 from muvi.errors import Cancelled, InvalidInputError, MuviError
 from muvi.flow import guided_velocity, sample
@@ -182,15 +182,14 @@ class Generator:
         accents = find_accents(small, rel, forced_cuts=frames.cut_indices)
         accents = refine_cut_times(timeline, accents, set(frames.cut_indices), frames.times)
         motion = motion_curve(small, [a.index for a in accents if a.kind == "cut"])
-        energy = energy_curve(motion, float(FPS))
         stage_t["analysis"] = time.perf_counter() - t
         prog("analysis", 1.0)
 
         t = time.perf_counter()
         duration = timeline.duration.seconds
-        style = options.style
-        if style is None:  # pick from the picture: more energy, faster styles
-            style = ["ambient", "cinematic", "folk", "pop", "electronic"][min(4, int(float(energy.mean()) * 5))]
+        cut_idx = [a.index for a in accents if a.kind == "cut"]
+        look = picture_look(small, motion=motion, cuts_per_minute=len(cut_idx) / max(1e-6, float(duration) / 60.0))
+        style, style_why = choose_style(look, given=options.style)
         plan = plan_beats(
             [PlanAccent(a.time, a.strength, a.kind) for a in accents], duration=duration,
             tolerance=timeline.rate.seconds(1), bpm_range=tuple(float(x) for x in STYLES[style].tempo),
@@ -217,8 +216,6 @@ class Generator:
         positions = torch.from_numpy(grid_positions(tempo, n_model, steps_per_beat=spb, fps=FPS, n_frames=len(frames),
                                                     beyond="mirror"))
         cfg = options.cfg if options.cfg is not None else float(self.meta.get("recipe", {}).get("default_cfg", 3.0))
-        cut_idx = [a.index for a in accents if a.kind == "cut"]
-        look = picture_look(small, motion=motion, cuts_per_minute=len(cut_idx) / max(1e-6, float(duration) / 60.0))
         key, key_why = choose_key(look, pinned=options.key, style_minor_share=STYLES[style].minor_share)
         mood, mood_why = choose_mood(look, style=style, mode=key.mode, given=options.mood)
         controls, curves_report = self._controls(motion=motion, cuts=cut_idx, patches=patches, positions=positions,
@@ -269,7 +266,7 @@ class Generator:
         acc_report = accent_report(plan, [PlanAccent(a.time, a.strength, a.kind) for a in accents], timeline.rate.seconds(1))
         report = {
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
-            "style": style, "key": key.name, "key_reason": key_why, "mood": mood, "mood_reason": mood_why,
+            "style": style, "style_reason": style_why, "key": key.name, "key_reason": key_why, "mood": mood, "mood_reason": mood_why,
             "look": look.to_json(), "curves": curves_report, "cfg": cfg, "seed": options.seed, "backend": self.backend.name,
             "backend_precision": getattr(self.backend, "precision", "fp32"),
             "weights": self.meta.get("loaded_from"), "training_run": self.meta.get("recipe", {}).get("out"), "timeline": {
