@@ -1,6 +1,6 @@
 # muvi — the two commands a newcomer runs: `make demo` and `make test`.
 #
-# `make setup` installs the Debian packages muvi needs (FluidSynth, a General MIDI SoundFont,
+# `make setup` installs the Debian packages muvi needs (FluidSynth, a General MIDI SoundFont, MATE's photographs,
 # Hydrogen's demo songs for the corpus) when they are missing, then creates .venv with the CPU
 # build of torch and muvi installed editable, and the Node.js reference client's packages
 # (clients/node, from its package-lock.json; Node.js itself comes from Debian when missing). Override PYTHON or TORCH_SPEC if your machine
@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.muvi-installed
 PYTEST_ARGS ?=
-APT_PACKAGES := libfluidsynth3 fluid-soundfont-gm hydrogen-data
+APT_PACKAGES := libfluidsynth3 fluid-soundfont-gm hydrogen-data mate-backgrounds
 
 NODE_STAMP := clients/node/node_modules/.muvi-installed
 
