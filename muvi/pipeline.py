@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from muvi.analysis import Accent, find_accents, motion_curve, thumbnails
-from muvi.curves import (CONTROL_CHANNELS, CONTROLS, decode_following, music_curves, parse_energy, parse_energy_curve,
+from muvi.curves import (CONTROL_CHANNELS, CONTROLS, PICTURE_SLACK, USER_SLACK, decode_following, music_curves, parse_energy, parse_energy_curve,
                          spearman, timeline_controls)
 from muvi.mood import choose_key, choose_mood, choose_style, picture_look
 from muvi.backend import Backend, TorchBackend
@@ -228,8 +228,9 @@ class Generator:
         t = time.perf_counter()
         decoder = replace(self.model.config.decode_spec, beats_per_bar=options.meter)
         requested = curves_report.get("requested", {})
+        slack = USER_SLACK if curve is not None else PICTURE_SLACK
         tokens, t_cond, joins = self._sample_windows(
-            patches, positions, style_i, mood_i, controls, decoder=decoder, requested=requested,
+            patches, positions, style_i, mood_i, controls, decoder=decoder, requested=requested, slack=slack,
             options=options, cfg=cfg, n_steps=n_model, bar=bar,
             user_prompt=user_prompt, progress=prog, should_stop=should_stop, n_real=n_steps,
         )
@@ -238,10 +239,10 @@ class Generator:
         stage_t["sampling"] = time.perf_counter() - t - t_cond
 
         t = time.perf_counter()
-        decoded, held = decode_following(decoder, tokens, requested)
+        decoded, held = decode_following(decoder, tokens, requested, slack=slack)
         notes = [n for n in decoded if n.stem in options.stems]
         curves_report["generated"] = _curve_dict(music_curves(notes, n_steps=n_steps, steps_per_bar=bar))
-        curves_report["held_to_curve"] = held
+        curves_report["held_to_curve"] = {**held, "slack": slack}
         curves_report["intensity_spearman"] = spearman(requested.get("intensity", []), curves_report["generated"]["intensity"])
         curves_report["intensity_spearman_model"] = spearman(requested.get("intensity", []), held["model_intensity"])
         shift = key.tonic if key.tonic <= 6 else key.tonic - 12
@@ -338,7 +339,7 @@ class Generator:
 
     def _sample_windows(
         self, patches: torch.Tensor, positions: torch.Tensor, style_i: torch.Tensor, mood_i: torch.Tensor,
-        controls: torch.Tensor, *, decoder: Any, requested: dict[str, list[float]],
+        controls: torch.Tensor, *, decoder: Any, requested: dict[str, list[float]], slack: float,
         options: GenerateOptions, cfg: float, n_steps: int, bar: int, user_prompt: Score | None,
         progress: Callable[[str, float], None], should_stop: Callable[[], bool] | None, n_real: int | None = None,
     ) -> tuple[np.ndarray, float, dict[str, int]]:
@@ -388,7 +389,7 @@ class Generator:
                 out = sample(fn, noise, steps=options.steps, method=options.sampler, prompt=prompt, prompt_mask=mask,
                              progress=step_progress if attempt == 0 else None, should_stop=should_stop)[0].numpy()
                 real = out[: max(0, min(n_real, s1) - s0)]  # padding only ever follows a lone window
-                counts = _bar_counts(real, decoder, bar=bar, stems=options.stems, requested=req)  # one decode, both checks
+                counts = _bar_counts(real, decoder, bar=bar, stems=options.stems, requested=req, slack=slack)
                 gaps = join_gaps(real, decoder, bar=bar, stems=options.stems, head=keep if k > 0 else None,
                                  tail=k + 1 < len(spans), counts=counts) if len(spans) > 1 else 0
                 silent = silent_stems(real, decoder, bar=bar, stems=options.stems, start=keep, counts=counts, asked=asked)
@@ -411,12 +412,12 @@ def _curve_dict(curves: np.ndarray) -> dict[str, list[float]]:
 
 
 def _bar_counts(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str],
-                requested: dict[str, list[float]] | None = None) -> dict[str, np.ndarray]:
+                requested: dict[str, list[float]] | None = None, slack: float = PICTURE_SLACK) -> dict[str, np.ndarray]:
     """Notes starting in each whole bar of the window, per stem, decoded as the pipeline decodes
     (each stem held to its ``requested`` curve, :func:`muvi.curves.decode_following`)."""
     n_bars = window.shape[0] // bar
     counts: dict[str, np.ndarray] = {s: np.zeros(n_bars, int) for s in stems}
-    for note in decode_following(spec, window, requested or {})[0]:
+    for note in decode_following(spec, window, requested or {}, slack=slack)[0]:
         b = note.start // bar
         if note.stem in counts and b < n_bars:
             counts[note.stem][b] += 1

@@ -125,3 +125,28 @@ def test_follow_curves_raises_a_silent_stem_and_tames_a_runaway_one_by_the_model
     hopeless = spec.empty(16)  # the model rules every cell out: no shift can reach them
     out, moved = follow_curves(hopeless, spec, {"intensity_drums": [0.5]}, threshold=0.6)
     assert not (out[:, ONSET] > 0.6).any()
+
+
+def test_a_tighter_slack_holds_a_stem_closer_to_its_curve() -> None:
+    from muvi.curves import follow_curves
+    from muvi.music.roll import ONSET, RollSpec
+
+    spec = RollSpec()
+    roll = spec.empty(16)
+    roll[:, ONSET, spec.row_slice("drums").start] = np.linspace(0.95, 0.65, 16)  # 16 onset steps
+    loose, _ = follow_curves(roll, spec, {"intensity_drums": [0.5]}, threshold=0.6, slack=2.0)
+    tight, _ = follow_curves(roll, spec, {"intensity_drums": [0.5]}, threshold=0.6, slack=1.15)
+    assert (loose[:, ONSET] > 0.6).any(axis=1).sum() == 16  # 16 ≤ 0.5 × 16 × 2: left alone
+    assert (tight[:, ONSET] > 0.6).any(axis=1).sum() == 10  # ceil(8 × 1.15)
+
+
+def test_equally_sure_steps_are_kept_by_the_metre() -> None:
+    from muvi.curves import follow_curves
+    from muvi.music.roll import ONSET, RollSpec
+
+    spec = RollSpec()
+    roll = spec.empty(16)
+    roll[:, ONSET, spec.row_slice("drums").start + 4] = 1.0  # hats on every sixteenth, all at full confidence
+    out, moved = follow_curves(roll, spec, {"intensity_drums": [0.25]}, threshold=0.6, slack=1.0)
+    kept = np.flatnonzero((out[:, ONSET] > 0.6).any(axis=1))
+    assert kept.tolist() == [0, 4, 8, 12] and moved["lowered"] == 1  # the beats survive
