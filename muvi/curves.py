@@ -139,10 +139,6 @@ class CurveRanges:
     def entry(self, style: str | None) -> Mapping[str, Any]:
         return self.styles.get(style or "none") or self.styles["none"]
 
-    def median(self, style: str | None, control: str) -> float:
-        q = np.asarray(self.entry(style)["quantiles"])
-        return float(np.interp(0.5, QUANTILES, q[:, CONTROLS.index(control)]))
-
     def values(self, style: str | None, levels: np.ndarray, *, novelty_levels: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """Per-bar quantile ``levels`` in [0, 1] (n_bars,) → (values, mask) (n_bars, N_CONTROLS) in

@@ -37,7 +37,7 @@ from muvi.curves import CONTROLS
 from muvi.errors import InvalidInputError
 
 __all__ = ["Clip", "FOOTAGE", "fetch_footage", "footage_clips", "evaluate_footage", "style_stem_medians",
-           "footage_targets", "footage_markdown"]
+           "footage_targets", "footage_markdown", "clip_timeline"]
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,8 @@ def style_stem_medians(corpus: Any) -> dict[str, dict[str, float]]:
     return {st: {s: float(np.median(v)) for s, v in d.items()} for st, d in per.items()}
 
 
-def _timeline(path: Path, seconds: float | None) -> Any:
+def clip_timeline(path: Path, seconds: float | None) -> Any:
+    """A timeline of one whole clip, or its first ``seconds``."""
     from muvi.timeline import Timeline, TimeRange
     from muvi.video import probe
 
@@ -172,7 +173,7 @@ def evaluate_footage(generator: Any, folder: Path | str, out: Path | str, *, cor
     ranges = generator.model.config.curve_ranges
     rows = []
     for path, seconds in footage_clips(folder):
-        tl = _timeline(path, seconds)
+        tl = clip_timeline(path, seconds)
         res = generator.generate(tl, options, Path(out) / path.stem)
         r = res.report
         bare = generator.generate(tl, replace(options, cfg=0.0), Path(out) / f"{path.stem}.cfg0")
