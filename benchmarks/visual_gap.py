@@ -50,10 +50,10 @@ def _training_tokens(windows: int, camera: bool) -> list[torch.Tensor]:
 def _real_tokens(folder: Path) -> list[torch.Tensor]:
     from muvi.footage import clip_timeline, footage_clips
     from muvi.nn.encoders import LowLevelEncoder
-    from muvi.video import decodeclip_timeline
+    from muvi.video import decode_timeline
 
     enc = LowLevelEncoder()
-    return [enc.encode(decodeclip_timeline(clip_timeline(p, secs or 30.0), fps=Fraction(10), size=(224, 224)).images)[0]
+    return [enc.encode(decode_timeline(clip_timeline(p, secs or 30.0), fps=Fraction(10), size=(224, 224)).images)[0]
             for p, secs in footage_clips(folder)]
 
 
