@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from muvi import __version__
 from muvi.errors import MuviError
@@ -266,6 +266,16 @@ def _args_timeline(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return _clip_timeline(args.videos), []
 
 
+def _marker_options(args: argparse.Namespace, markers: list) -> dict[str, Any]:  # type: ignore[type-arg]
+    """energy_curve, hits and sections from the flags, completed by the OTIO timeline's markers
+    (energy=<level>, hit, hit:stop, section): a flag replaces the markers of its kind."""
+    from muvi.otio_io import energy_curve_from_markers, shape_from_markers
+
+    marked = shape_from_markers(markers)
+    return {"energy_curve": args.energy_curve if args.energy_curve is not None else energy_curve_from_markers(markers),
+            "hits": tuple(args.hit) if args.hit else marked["hits"], "sections": marked["sections"]}
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -275,11 +285,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from muvi.weights import load_checkpoint
 
     timeline, markers = _args_timeline(args)
-    energy_curve = args.energy_curve
-    if energy_curve is None:  # OTIO markers named energy=<level> keyframe the curve
-        from muvi.otio_io import energy_curve_from_markers
-
-        energy_curve = energy_curve_from_markers(markers)
+    marked = _marker_options(args, markers)
     weights = args.weights or DEFAULT_WEIGHTS
     if not (Path(weights) / "config.json").is_file():
         raise InvalidInputError(f"no model weights at {weights} (pass --weights DIR)")
@@ -287,7 +293,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         style=args.style, mood=args.mood, key=args.key, bpm=args.bpm, meter=args.meter,
         stems=tuple(s.strip() for s in args.stems.split(",") if s.strip()), seed=args.seed, steps=args.steps,
         cfg=args.cfg, prompt=args.prompt, loudness_lufs=args.loudness, preview=not args.no_preview,
-        soundfont=args.soundfont, energy=args.energy, energy_curve=energy_curve,
+        soundfont=args.soundfont, energy=args.energy, ending=args.ending, tail=args.tail, **marked,
     )
     model, meta = load_checkpoint(weights)
     generator = Generator(model, backend=select_backend(args.backend, model, weights=Path(weights),
@@ -312,6 +318,19 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_shape_flags(p: argparse.ArgumentParser) -> None:
+    from muvi.shape import ENDINGS, MAX_TAIL
+
+    p.add_argument("--ending", default="auto", choices=ENDINGS,
+                   help="how the take ends: ring on the tonic, a button stab on the last beat, a musical fade, "
+                        "a seamless loop, or none (stop at the last frame); auto: ring (fade for ambient)")
+    p.add_argument("--tail", type=float, default=0.0, metavar="SECONDS",
+                   help=f"let the ending ring this long past the out point (0-{MAX_TAIL:g}; the stems get longer)")
+    p.add_argument("--hit", action="append", default=[], metavar="SECONDS[:stop]",
+                   help="a sync point that lands on a downbeat with kick and crash (repeatable); ':stop' silences "
+                        "the beat before it; with --otio, markers named hit / hit:stop do the same")
+
+
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="music for video clips or an OTIO timeline: stems, MIDI, beats, preview")
     p.add_argument("videos", nargs="*", metavar="VIDEO[@IN-OUT]", help="clips in order; IN-OUT in seconds or timecode")
@@ -334,6 +353,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--energy-curve", default=None, metavar="S:L,...",
                    help="replace the picture's energy by keyframes, seconds:level (0-1), e.g. 0:0.2,12.5:0.9,30:0.4; "
                         "with --otio, markers named energy=<level> do the same")
+    _add_shape_flags(p)
     p.add_argument("--no-preview", action="store_true")
     p.add_argument("--soundfont", type=Path, default=None)
     p.add_argument("--backend", default="auto",
@@ -422,13 +442,13 @@ def _cmd_client(args: argparse.Namespace) -> int:
                 return 0
             timeline, markers = _args_timeline(args)
             opts = pb.GenerateOptions()
-            if args.energy_curve is None:
-                from muvi.otio_io import energy_curve_from_markers
-
-                args.energy_curve = energy_curve_from_markers(markers)
-            for name in ("style", "mood", "key", "bpm", "seed", "steps", "cfg", "energy", "energy_curve"):
+            marked = _marker_options(args, markers)
+            args.energy_curve = marked["energy_curve"]
+            for name in ("style", "mood", "key", "bpm", "seed", "steps", "cfg", "energy", "energy_curve", "ending", "tail"):
                 if getattr(args, name) is not None:
                     setattr(opts, name, getattr(args, name))
+            opts.hits.extend(marked["hits"])
+            opts.sections.extend(marked["sections"])
             if args.no_preview:
                 opts.preview = False
             if args.prompt:
@@ -474,6 +494,7 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
     for name, kind in (("style", str), ("mood", str), ("key", str), ("bpm", float), ("seed", int), ("steps", int),
                        ("cfg", float), ("energy", str), ("energy-curve", str)):
         g.add_argument(f"--{name}", type=kind, default=None)
+    _add_shape_flags(g)
     g.add_argument("--prompt", type=Path, default=None, metavar="FILE")
     g.add_argument("--no-preview", action="store_true")
     g.add_argument("--timeout", type=float, default=3600.0, help="deadline in seconds")

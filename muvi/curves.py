@@ -233,11 +233,14 @@ def picture_levels(*, motion: np.ndarray, cuts: Sequence[int], features: np.ndar
 
 def timeline_controls(ranges: CurveRanges | None, *, motion: np.ndarray, cuts: Sequence[int], frame_features: np.ndarray,
                       positions: np.ndarray, style: str | None, energy: float, curve: "EnergyCurve | None", bar: int,
-                      n_bars: int, bar_time: Any) -> tuple[np.ndarray, dict[str, Any]]:
+                      n_bars: int, bar_time: Any, level_shift: np.ndarray | None = None,
+                      novel_bars: Sequence[int] = ()) -> tuple[np.ndarray, dict[str, Any]]:
     """The control curves per grid step (len(positions), CONTROL_CHANNELS) for a timeline: the
     picture's levels (or the user's ``curve``, sampled at ``bar_time(b)``, the middle of bar b in
     seconds) mapped onto the style's range; and what report.json says of them (its first
-    ``n_bars`` bars: the timeline's own, not the padding past its end)."""
+    ``n_bars`` bars: the timeline's own, not the padding past its end). ``level_shift`` (per
+    bar) moves the picture's levels (the sections' form, a fade; a user's curve is kept as
+    drawn); ``novel_bars`` (section starts) ask for the most novelty."""
     n_steps = len(positions)
     if ranges is None:
         return np.zeros((n_steps, CONTROL_CHANNELS), np.float32), {"source": "none (no curve ranges in the checkpoint)"}
@@ -246,8 +249,16 @@ def timeline_controls(ranges: CurveRanges | None, *, motion: np.ndarray, cuts: S
     if curve is not None:
         q, source = np.clip(curve.at(np.array([bar_time(b) for b in range(len(levels))])), 0.0, 1.0), "energy curve"
     else:
-        q, source = auto_quantiles(levels, energy), "picture"
-    values, mask = ranges.values(style, q, novelty_levels=auto_quantiles(nov, 0.5))
+        shift = np.zeros(len(levels))
+        if level_shift is not None:
+            k = min(len(levels), len(level_shift))
+            shift[:k] = np.asarray(level_shift, np.float64)[:k]
+        q, source = np.clip(auto_quantiles(levels, energy) + shift, 0.03, 0.97), "picture"
+    nov_q = auto_quantiles(nov, 0.5)
+    for b in novel_bars:
+        if 0 <= b < len(nov_q):
+            nov_q[b] = 0.97
+    values, mask = ranges.values(style, q, novelty_levels=nov_q)
     report = {"source": source, "energy": energy, "energy_curve": None if curve is None else curve.text(),
               "levels": [round(float(x), 3) for x in q[:n_bars]],
               "picture": {k: [round(float(x), 4) for x in v[:n_bars]] for k, v in raw.items()},

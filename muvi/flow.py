@@ -69,15 +69,26 @@ def condition_dropout(batch: int, p: float, *, generator: torch.Generator | None
 
 
 def random_prompt_mask(batch: int, steps: int, *, p: float = 0.5, max_fraction: float = 0.5, quantum: int = 16,
-                       generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+                       suffix_p: float = 0.0, suffix_quantum: int = 4, max_suffix: int = 8,
+                       ends: torch.Tensor | None = None, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
     """(B, T, 1) float: a clean prefix of a whole number of ``quantum`` steps (bars) for a share
-    ``p`` of the batch, at most ``max_fraction`` of the window; zeros elsewhere."""
+    ``p`` of the batch, at most ``max_fraction`` of the window; zeros elsewhere. With
+    ``suffix_p`` > 0, that share of the batch also gets a clean suffix of 1 to ``max_suffix``
+    ``suffix_quantum`` steps (beats) before its end (``ends``: (B,) each window's valid length;
+    default ``steps``): the planned ending a take is sampled into (:mod:`muvi.shape`), which
+    the model learns to lead up to. Without it, no extra draws."""
     use = torch.rand(batch, generator=generator, device=device) < p
     max_units = max(1, int(steps * max_fraction) // quantum)
     units = torch.randint(1, max_units + 1, (batch,), generator=generator, device=device)
     length = torch.where(use, units * quantum, torch.zeros_like(units))
     pos = torch.arange(steps, device=device)[None, :]
-    return (pos < length[:, None]).float().unsqueeze(-1)
+    mask = pos < length[:, None]
+    if suffix_p > 0:
+        tail = torch.rand(batch, generator=generator, device=device) < suffix_p
+        beats = torch.randint(1, max_suffix + 1, (batch,), generator=generator, device=device)
+        end = (torch.full((batch,), steps, device=device) if ends is None else ends.to(device))[:, None]
+        mask |= tail[:, None] & (pos >= end - beats[:, None] * suffix_quantum) & (pos < end)
+    return mask.float().unsqueeze(-1)
 
 
 def cfg_combine(v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float) -> torch.Tensor:

@@ -28,7 +28,8 @@ from muvi.errors import InvalidInputError, TimelineError
 from muvi.timeline import AUDIO_SAMPLE_RATE, Rate, RationalTime, Segment, Timeline, TimeRange
 
 __all__ = ["read_otio", "write_otio", "timeline_from_otio", "timeline_to_otio", "PlacedAudio", "stems_to_otio",
-           "timeline_markers", "energy_curve_from_markers", "read_otio_with_markers"]
+           "timeline_markers", "energy_curve_from_markers", "read_otio_with_markers",
+           "shape_from_markers"]
 
 
 def _otio() -> Any:
@@ -175,6 +176,19 @@ def energy_curve_from_markers(markers: Sequence[tuple[str, Fraction]]) -> str | 
                                         "or a number in 0-1") from None
             points.append(f"{float(t):.6g}:{level:g}")
     return ",".join(points) or None
+
+
+def shape_from_markers(markers: Sequence[tuple[str, Fraction]]) -> dict[str, tuple]:
+    """Markers named ``hit`` (or ``hit:stop``) and ``section`` as the options they stand for:
+    ``{"hits": ("12.5", "20:stop", ...), "sections": (31.0, ...)}`` (empty tuples when none)."""
+    hits, sections = [], []
+    for name, t in markers:
+        kind = (name or "").strip().lower()
+        if kind in ("hit", "hit:stop", "stop"):
+            hits.append(f"{float(t):.6g}" + (":stop" if kind != "hit" else ""))
+        elif kind == "section":
+            sections.append(float(t))
+    return {"hits": tuple(hits), "sections": tuple(sections)}
 
 
 def timeline_to_otio(timeline: Timeline) -> Any:

@@ -1,17 +1,27 @@
-"""The main job: a Timeline and options → stems that land on the cuts.
+"""The main job: a Timeline and options → stems that land on the cuts, shaped to the edit.
 
-Stages (each timed, each reported through ``progress(stage, fraction)``):
+The job is a run of stage functions, each with a typed hand-off, each testable alone; the CLI,
+the server (through :class:`Generator`) and the evaluation call the same ones:
 
-``decode`` frames at 10 fps → ``analysis`` cuts (segment boundaries always) and motion peaks →
-``plan`` the beat grid (:mod:`muvi.sync`) → ``encode`` visual tokens → ``sampling`` window by
-window (16 bars, 4 bars overlap: each window after the first gets the end of the previous one
-as its in-context prompt, the first one the user's prompt; a window where a pitched stem is
-silent throughout, or whose bars at a join leave a stem that plays through it silent, is
-sampled again with the next seed, up to ``JOIN_TRIES`` times, keeping the best — both judged
-on the music as it will be decoded, held to its control curves; ``report.json`` says how
-often) → ``notes`` (decode with each stem held near its curve, transpose from
-the model's common tonic to the key, snap to the scale) → ``render`` (FluidSynth per stem) →
-``write`` (Broadcast-WAV stems + mix, MIDI, beats.json, report.json, roll.png, preview.mp4).
+1. :func:`decode_stage` — frames at 10 fps (:class:`Decoded`);
+2. :func:`analyse_stage` — cuts (segment boundaries always), motion and the picture's look
+   (:class:`Analysis`);
+3. :func:`plan_stage` — style, key and mood from the look, the beat grid (:mod:`muvi.sync`),
+   with hit points bent onto downbeats, the sections and the ending (:mod:`muvi.shape`)
+   (:class:`Plan`);
+4. :func:`condition_stage` — visual tokens and the control curves (:class:`Conditioning`);
+5. :meth:`Generator.sample_stage` — window by window (16 bars, 4 bars overlap: each window after
+   the first gets the end of the previous one as its in-context prompt, the first one the
+   user's prompt, the last one the planned ending as a clean suffix). A window where a pitched
+   stem is silent throughout, or whose bars at a join leave a stem that plays through it
+   silent, is sampled again with the next seed, up to ``JOIN_TRIES`` times, keeping the best —
+   judged on the music as it will be decoded, held to its control curves (:class:`Sampled`);
+6. :func:`notes_stage` — decode with each stem held near its curve, shape to the edit
+   (fills, hit accents, the ending), transpose from the model's common tonic to the key, snap
+   to the scale (:class:`Music`);
+7. :func:`render_stage` — FluidSynth per stem;
+8. :func:`write_stage` — Broadcast-WAV stems + mix, MIDI, beats.json, report.json, roll.png,
+   preview.mp4.
 
 Everything is written to a staging folder and moved into the output folder only when all
 succeeded: a failed or cancelled run leaves nothing there. Same seed + same options → the same
@@ -36,29 +46,35 @@ import numpy as np
 import torch
 
 from muvi.analysis import Accent, find_accents, motion_curve, thumbnails
-from muvi.curves import (CONTROL_CHANNELS, CONTROLS, PICTURE_SLACK, USER_SLACK, decode_following, music_curves, parse_energy, parse_energy_curve,
-                         spearman, timeline_controls)
-from muvi.mood import choose_key, choose_mood, choose_style, picture_look
+from muvi.curves import (CONTROL_CHANNELS, CONTROLS, PICTURE_SLACK, USER_SLACK, EnergyCurve, decode_following,
+                         music_curves, parse_energy, parse_energy_curve, picture_levels, spearman, timeline_controls)
+from muvi.mood import Look, choose_key, choose_mood, choose_style, picture_look
 from muvi.backend import Backend, TorchBackend
 from muvi.errors import Cancelled, InvalidInputError, MuviError
 from muvi.flow import guided_velocity, sample
 from muvi.metrics import accent_hit_rate, musicality
 from muvi.music.keys import Key, snap_to_scale, transpose
 from muvi.music.corpus import PITCHED_STEMS, STEMS
-from muvi.music.midi import write_midi, write_stem_midis
+from muvi.music.midi import MidiStart, write_midi, write_stem_midis
 from muvi.music.plot import plot_score
-from muvi.music.score import Score
+from muvi.music.score import Note, Score
 from muvi.music.styles import STYLES
+from muvi.music.tempo import TempoMap
 from muvi.nn.adaptor import grid_positions
 from muvi.nn.encoders import load_encoder
 from muvi.nn.model import WINDOW_BARS, MuVi
-from muvi.prompt import continuation_prompt, load_prompt, prompt_tokens
-from muvi.render import LoudnessOptions, SynthOptions, render_score, write_preview, write_stems
-from muvi.sync import PlanAccent, accent_report, plan_beats
+from muvi.prompt import continuation_prompt, load_prompt, prompt_tokens, with_suffix
+from muvi.render import AUDIO_SAMPLE_RATE, LoudnessOptions, SynthOptions, render_score, write_preview, write_stems
+from muvi.shape import (ENDINGS, RELEASE_S, EditShape, Hit, Section, cadence_notes, check_hits, check_tail,
+                        choose_ending, form_offsets, parse_hit, plan_sections, shape_notes)
+from muvi.sync import BeatPlan, PlanAccent, accent_report, fit_hits, loop_tempo, plan_beats
 from muvi.timeline import RationalTime, Segment, Timeline, TimeRange
-from muvi.video import check_timeline, decode_timeline
+from muvi.video import Frames, check_timeline, decode_timeline
 
-__all__ = ["GenerateOptions", "GenerationResult", "Generator", "window_spans", "STAGES", "ALL_STEMS", "BPM_RANGE", "MAX_CFG", "MAX_STEPS"]
+__all__ = ["GenerateOptions", "GenerationResult", "Generator", "window_spans", "STAGES", "ALL_STEMS", "BPM_RANGE",
+           "MAX_CFG", "MAX_STEPS", "Decoded", "Analysis", "Plan", "Conditioning", "Sampled", "Music",
+           "decode_stage", "analyse_stage", "plan_stage", "condition_stage", "notes_stage", "render_stage",
+           "write_stage", "slowest_beat"]
 
 log = logging.getLogger(__name__)
 STAGES = ("decode", "analysis", "plan", "encode", "sampling", "notes", "render", "write")
@@ -68,6 +84,7 @@ BPM_RANGE = (40.0, 240.0)  # a pinned tempo
 MAX_CFG = 15.0
 MAX_STEPS = 200
 JOIN_TRIES = 4  # samples per window at most while a join leaves a playing stem silent for a bar
+LOOP_BEATS = 4  # a loop's last window is sampled into this many beats of the take's start
 
 
 @dataclass(frozen=True)
@@ -92,6 +109,13 @@ class GenerateOptions:
     # or 0-1), or replaced by a keyframed curve "seconds:level,..." (OTIO markers energy=<level>)
     energy: str | None = None
     energy_curve: str | None = None
+    # the edit's shape (muvi.shape): how the take ends, ring-out past the out point, sync
+    # points ("12.5" or "12.5:stop", seconds from the timeline start) and section starts the
+    # user marks (seconds; OTIO markers named hit / hit:stop / section do the same)
+    ending: str = "auto"
+    tail: float = 0.0
+    hits: tuple[str, ...] = ()
+    sections: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.style is not None and self.style not in STYLES:
@@ -114,6 +138,25 @@ class GenerateOptions:
         parse_energy(self.energy)
         if self.energy_curve is not None:
             parse_energy_curve(self.energy_curve, duration=math.inf)  # the timeline's bounds are checked per job
+        if self.ending not in ENDINGS:
+            raise InvalidInputError(f"--ending: unknown ending {self.ending!r}; choose from {', '.join(ENDINGS)}")
+        check_tail(self.tail)
+        check_hits(self.hit_points(), duration=math.inf, min_gap=slowest_beat(self.style, self.bpm))
+        for s in self.sections:
+            if not (isinstance(s, (int, float)) and math.isfinite(s) and s >= 0):
+                raise InvalidInputError(f"section marker at {s!r}: must be a time in seconds from the timeline start")
+
+    def hit_points(self) -> tuple[Hit, ...]:
+        return tuple(parse_hit(h) for h in self.hits)
+
+
+def slowest_beat(style: str | None, bpm: float | None) -> float:
+    """Seconds of one beat at the slowest tempo a take may have: the pinned one, else the lowest
+    of the style's range (of every style's, when the style is left to the picture)."""
+    if bpm is not None:
+        return 60.0 / bpm
+    lo = STYLES[style].tempo[0] if style is not None else min(s.tempo[0] for s in STYLES.values())
+    return 60.0 / lo
 
 
 @dataclass(frozen=True)
@@ -122,6 +165,343 @@ class GenerationResult:
     files: dict[str, Path]
     score: Score
     report: dict[str, Any] = field(repr=False)
+
+
+# -- the stages' hand-offs -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Decoded:
+    timeline: Timeline
+    frames: Frames
+    curve: EnergyCurve | None  # the user's keyframed energy, checked against the timeline
+    hits: tuple[Hit, ...]  # the user's hit points, checked against the timeline
+
+
+@dataclass(frozen=True)
+class Analysis:
+    small: np.ndarray  # (T, 32, 32, 3) thumbnails of the sampled frames
+    accents: tuple[Accent, ...]
+    motion: np.ndarray  # (T,)
+    cuts: tuple[int, ...]  # sample index of each cut
+    look: Look
+
+
+@dataclass(frozen=True)
+class Plan:
+    style: str
+    key: Key
+    mood: str | None
+    reasons: dict[str, str]  # style, key, mood, ending: why
+    beats: BeatPlan  # the grid as planned for the accents
+    tempo: TempoMap  # the grid played: beat 0 a downbeat, hits on downbeats (a loop: whole bars)
+    steps_per_beat: int
+    bar: int  # grid steps per bar
+    n_steps: int  # whole bars covering the timeline
+    n_model: int  # steps sampled: at least one window; a loop's wrap-around beyond n_steps
+    positions: torch.Tensor  # (n_model,) fractional sampled frame of each grid step
+    shape: EditShape
+    drums: bool  # the style plays drums (the curves ask for them)
+
+    def bar_time(self, b: int) -> float:
+        return float(self.tempo.time_at(Fraction(b * self.bar, self.steps_per_beat)))
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    patches: torch.Tensor  # (Tf, P, D) visual tokens
+    controls: torch.Tensor  # (n_model, CONTROL_CHANNELS)
+    requested: dict[str, list[float]]  # per bar: the curves the decoding holds the stems to
+    slack: float
+    curves: dict[str, Any]  # what report.json says of the curves
+    style: torch.Tensor
+    mood: torch.Tensor
+    cfg: float
+    decoder: Any  # the model's decode spec in the take's meter
+
+
+@dataclass(frozen=True)
+class Sampled:
+    tokens: np.ndarray  # (n_steps, F)
+    joins: dict[str, Any]
+    adaptor_seconds: float
+
+
+@dataclass(frozen=True)
+class Music:
+    score: Score
+    curves: dict[str, Any]
+    shape: dict[str, Any]
+
+
+# -- the stages --------------------------------------------------------------------------------
+
+def decode_stage(timeline: Timeline, options: GenerateOptions, *,
+                 progress: Callable[[float], None] | None = None) -> Decoded:
+    """The options checked against the timeline (before any work), then its frames at 10 fps."""
+    check_timeline(timeline)
+    duration = float(timeline.duration.seconds)
+    curve = parse_energy_curve(options.energy_curve, duration=duration) if options.energy_curve is not None else None
+    hits = check_hits(options.hit_points(), duration=duration, min_gap=slowest_beat(options.style, options.bpm))
+    for s in options.sections:
+        if s > duration:
+            raise InvalidInputError(f"section marker at {s:g} s lies outside the timeline (0-{duration:.3f} s)")
+    frames = decode_timeline(timeline, fps=FPS, size=(224, 224), progress=progress)
+    return Decoded(timeline, frames, curve, hits)
+
+
+def analyse_stage(decoded: Decoded) -> Analysis:
+    """Cuts (exact to the frame), motion and the picture's look."""
+    timeline, frames = decoded.timeline, decoded.frames
+    t0 = timeline.start.seconds
+    small = thumbnails(frames.images)  # one 32×32 copy for cuts, motion and the look
+    accents = find_accents(small, [ft - t0 for ft in frames.times], forced_cuts=frames.cut_indices)
+    accents = refine_cut_times(timeline, accents, set(frames.cut_indices), frames.times)
+    cuts = tuple(a.index for a in accents if a.kind == "cut")
+    motion = motion_curve(small, list(cuts))
+    minutes = max(1e-6, float(timeline.duration.seconds) / 60.0)
+    look = picture_look(small, motion=motion, cuts_per_minute=len(cuts) / minutes)
+    return Analysis(small, tuple(accents), motion, cuts, look)
+
+
+def plan_stage(decoded: Decoded, analysis: Analysis, options: GenerateOptions, *, steps_per_beat: int,
+               drums_asked: Callable[[str], bool] = lambda style: True) -> Plan:
+    """Style, key and mood from the look; the beat grid; hits on downbeats; sections; the ending."""
+    timeline = decoded.timeline
+    duration = timeline.duration.seconds
+    tol = timeline.rate.seconds(1)
+    style, style_why = choose_style(analysis.look, given=options.style)
+    bpm_range = tuple(float(x) for x in STYLES[style].tempo)
+    beats = plan_beats([PlanAccent(a.time, a.strength, a.kind) for a in analysis.accents], duration=duration,
+                       tolerance=tol, bpm_range=bpm_range, bpm=options.bpm, beats_per_bar=options.meter)
+    ending, ending_why = choose_ending(options.ending, style)
+    anchors = [h.time for h in decoded.hits]
+    if ending == "loop":  # whole bars from the first frame to the out point, which stays a downbeat
+        tempo = loop_tempo(beats.bpm, duration, beats_per_bar=options.meter, bpm_range=bpm_range)
+        anchors = sorted(anchors + [duration])
+    else:
+        tempo = beats.tempo.with_downbeat_at_zero()
+    tempo, landings = fit_hits(tempo, anchors, tolerance=tol)
+    key, key_why = choose_key(analysis.look, pinned=options.key, style_minor_share=STYLES[style].minor_share)
+    mood, mood_why = choose_mood(analysis.look, style=style, mode=key.mode, given=options.mood)
+    spb, bar = steps_per_beat, steps_per_beat * options.meter
+    out_step = tempo.beat_at(duration) * spb
+    n_steps = max(bar, math.ceil(out_step / bar) * bar)
+    n_model = max(n_steps + (LOOP_BEATS * spb if ending == "loop" else 0), options.window_bars * bar)
+    positions = torch.from_numpy(grid_positions(tempo, n_model, steps_per_beat=spb, fps=FPS,
+                                                n_frames=len(decoded.frames), beyond="mirror"))
+    levels, _, raw = picture_levels(motion=analysis.motion, cuts=list(analysis.cuts),
+                                    features=analysis.small.reshape(len(analysis.small), -1, 3).mean(axis=1),
+                                    positions=positions.numpy(), steps_per_bar=bar)
+    n_bars = n_steps // bar
+    marker_bars = [round(tempo.beat_at(Fraction(s)) * spb / bar) for s in options.sections]
+    sections = plan_sections(levels, raw["cuts"], n_bars=n_bars, marker_bars=marker_bars)
+    landed = {lnd.time: lnd for lnd in landings}
+    hits = [(landed[h.time], h) for h in decoded.hits]
+    shape = _edit_shape(ending, ending_why, tempo=tempo, duration=duration, tail=options.tail, spb=spb, bar=bar,
+                        hits=hits, sections=sections, rate=timeline.rate)
+    return Plan(style, key, mood, {"style": style_why, "key": key_why, "mood": mood_why, "ending": ending_why},
+                beats, tempo, spb, bar, n_steps, n_model, positions, shape, drums_asked(style))
+
+
+def _edit_shape(ending: str, why: str, *, tempo: TempoMap, duration: Fraction, tail: float, spb: int, bar: int,
+                hits: Sequence[tuple[Any, Hit]], sections: Sequence[Section], rate: Any) -> EditShape:
+    out_step = tempo.beat_at(duration) * spb
+    final: int | None = None
+    if ending in ("ring", "fade"):  # the last downbeat with a beat to ring in (any, with a tail)
+        room = 0 if tail > 0 else spb
+        final = max(0, math.floor((out_step - room - Fraction(1, 1000)) / bar) * bar)
+    elif ending == "button":  # the last beat with room for the stab
+        final = max(0, math.floor((out_step - 2) / spb) * spb)
+    if ending in ("ring", "fade", "button"):
+        release = math.floor(tempo.beat_at(duration + Fraction(tail) - Fraction(RELEASE_S).limit_denominator(1000)) * spb)
+        release = max(release, (final or 0) + 1)
+    elif ending == "loop":
+        release = math.floor(out_step)
+    else:
+        release = 1 << 30
+    fade_from = None
+    if ending == "fade" and final is not None:
+        fade_from = max(0, final - (4 if float(duration) > 60 else 2) * bar)
+    hit_steps, report = [], []
+    for landing, h in hits:
+        step = landing.beat * spb if landing.landed else round(tempo.beat_at(h.time) * spb)
+        hit_steps.append((int(step), h.stop))
+        report.append({"time": float(h.time), "stop": h.stop, "bar": int(landing.beat // (bar // spb)),
+                       "grid_time": float(tempo.time_at(Fraction(step, spb))), "landed": landing.landed,
+                       "error_s": round(float(landing.error), 4),
+                       "error_frames": round(float(landing.error / rate.seconds(1)), 2)})
+    return EditShape(ending, why, out_step, final, release, float(tail), tuple(hit_steps), tuple(sections),
+                     fade_from, spb, bar, tuple(report))
+
+
+def condition_stage(model: MuVi, encoder: Any, decoded: Decoded, analysis: Analysis, plan: Plan,
+                    options: GenerateOptions, *, default_cfg: float) -> Conditioning:
+    """Visual tokens, the control curves (the picture's or the user's, shaped by the sections
+    and the ending) and the tags."""
+    patches = encoder.encode(decoded.frames.images)[0]  # (Tf, P, D)
+    cfg = options.cfg if options.cfg is not None else default_cfg
+    controls, report = _controls(model, analysis=analysis, patches=patches, plan=plan, options=options,
+                                 curve=decoded.curve)
+    requested = dict(report.get("requested", {}))
+    if plan.shape.suffix_start is not None:  # the planned ending is given, not held to a curve
+        first = max(0, plan.shape.suffix_start // plan.bar)
+        requested = {c: [0.0 if b >= first else v for b, v in enumerate(vals)] for c, vals in requested.items()}
+    decoder = replace(model.config.decode_spec, beats_per_bar=options.meter)
+    return Conditioning(patches, controls, requested, USER_SLACK if decoded.curve is not None else PICTURE_SLACK,
+                        report, torch.tensor([model.config.style_index(plan.style)]),
+                        torch.tensor([model.config.mood_index(plan.mood)]), cfg, decoder)
+
+
+def _controls(model: MuVi, *, analysis: Analysis, patches: torch.Tensor, plan: Plan, options: GenerateOptions,
+              curve: EnergyCurve | None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The control curves per grid step (n_model, CONTROL_CHANNELS) and what report.json says of them."""
+    if not model.config.controls:
+        return torch.zeros(plan.n_model, CONTROL_CHANNELS), {"source": "none (checkpoint without control curves)"}
+    n_bars = plan.n_steps // plan.bar
+    shift = np.zeros(plan.n_model // plan.bar + 1)
+    shift[:n_bars] = form_offsets(plan.shape.sections, n_bars)
+    if plan.shape.fade_from_step is not None and plan.shape.final_step is not None:
+        a, z = plan.shape.fade_from_step // plan.bar, max(plan.shape.final_step // plan.bar, 1)
+        shift[a:z] -= np.linspace(0.0, 0.3, max(1, z - a))
+    tokens, report = timeline_controls(
+        model.config.curve_ranges, motion=analysis.motion, cuts=list(analysis.cuts),
+        frame_features=patches[:, 0].numpy(), positions=plan.positions.numpy(), style=plan.style,
+        energy=parse_energy(options.energy), curve=curve, bar=plan.bar, n_bars=n_bars,
+        bar_time=lambda b: float(plan.tempo.time_at(Fraction(2 * b * plan.bar + plan.bar, 2 * plan.steps_per_beat))),
+        level_shift=shift, novel_bars=[s.start_bar for s in plan.shape.sections[1:]])
+    return torch.from_numpy(tokens), report
+
+
+def notes_stage(plan: Plan, cond: Conditioning, sampled: Sampled, options: GenerateOptions) -> Music:
+    """Tokens → notes held to their curves, shaped to the edit, in the key."""
+    decoded, held = decode_following(cond.decoder, sampled.tokens, cond.requested, slack=cond.slack)
+    notes = [n for n in decoded if n.stem in options.stems]
+    notes, shape_report = shape_notes(notes, plan.shape, stems=options.stems, drums=plan.drums)
+    curves = dict(cond.curves)
+    requested = curves.get("requested", {})
+    curves["generated"] = _curve_dict(music_curves(notes, n_steps=plan.n_steps, steps_per_bar=plan.bar))
+    curves["held_to_curve"] = {**held, "slack": cond.slack}
+    curves["intensity_spearman"] = spearman(requested.get("intensity", []), curves["generated"]["intensity"])
+    curves["intensity_spearman_model"] = spearman(requested.get("intensity", []), held["model_intensity"])
+    key = plan.key
+    shift = key.tonic if key.tonic <= 6 else key.tonic - 12
+    notes = snap_to_scale(transpose(notes, shift), key)
+    programs = {s: int(STYLES[plan.style].programs[s][0]) for s in PITCHED_STEMS if s in STYLES[plan.style].programs}
+    score = Score(tuple(notes), plan.tempo, plan.n_steps, plan.steps_per_beat, programs, key=key.name, style=plan.style)
+    return Music(score, curves, {**shape_report, **_ending_report(score, plan)})
+
+
+def _ending_report(score: Score, plan: Plan) -> dict[str, Any]:
+    """How the take ends, measured on its notes: the last downbeat's tonic, notes cut off."""
+    shape, key = plan.shape, plan.key
+    out_s = float(plan.tempo.time_at(shape.out_step / plan.steps_per_beat))
+    pitched = [n for n in score.notes if n.stem != "drums"]
+    last_on = max((n.start for n in pitched), default=None)
+    tonic_end = last_on is not None and last_on % plan.bar == 0 and any(
+        n.start == last_on and n.pitch % 12 == key.tonic for n in pitched)
+    cut = sum(1 for n in pitched if float(score.step_time(n.end)) > out_s + shape.tail_seconds + 1e-6)
+    return {"ending": shape.ending, "ending_reason": shape.ending_reason, "tail_seconds": shape.tail_seconds,
+            "final_step": shape.final_step, "ends_on_tonic_downbeat": bool(tonic_end),
+            "last_pitched_onset_s": None if last_on is None else round(float(score.step_time(last_on)), 4),
+            "pitched_notes_past_end": cut,
+            "sections": [s.to_json(plan.bar_time) for s in shape.sections], "hit_points": list(shape.hit_report)}
+
+
+def render_stage(music: Music, timeline: Timeline, plan: Plan, options: GenerateOptions) -> dict[str, np.ndarray]:
+    """Each stem through FluidSynth, from the first frame to the out point (+ the tail)."""
+    _, n_samples = timeline.sample_range()
+    n = n_samples + round(plan.shape.tail_seconds * AUDIO_SAMPLE_RATE)
+    return render_score(music.score, options=SynthOptions(soundfont=options.soundfont), stems=list(options.stems),
+                        n_samples=n)
+
+
+def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, analysis: Analysis, plan: Plan,
+                music: Music, audio: dict[str, np.ndarray], report: dict[str, Any],
+                timings: dict[str, float]) -> dict[str, Path]:
+    """Every file staged, then moved into ``out_dir`` only when all are written."""
+    t = time.perf_counter()
+    score, tempo = music.score, plan.tempo
+    duration = timeline.duration.seconds
+    start_sample, n_samples = timeline.sample_range()
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    try:
+        files: dict[str, Path] = {}
+        n_audio = n_samples + round(plan.shape.tail_seconds * AUDIO_SAMPLE_RATE)
+        stem_files = write_stems(staging, audio, time_reference=start_sample, n_samples=n_audio,
+                                 loudness=LoudnessOptions(target_lufs=options.loudness_lufs),
+                                 description=f"muvi {plan.style} {plan.key.name}", origination=None)
+        files.update({f"{k}.wav": v for k, v in stem_files.stems.items()}, **{"mix.wav": stem_files.mix})
+        midi_start = MidiStart.of(timeline)
+        files["stems.mid"] = write_midi(score, staging / "stems.mid", stems=list(options.stems), start=midi_start)
+        files.update({f"{k}.mid": v for k, v in write_stem_midis(score, staging, stems=list(options.stems),
+                                                                start=midi_start).items()})
+        accents = [PlanAccent(a.time, a.strength, a.kind) for a in analysis.accents]
+        beats_json = {"tempo_map": tempo.to_json(), "timeline_start_seconds": float(timeline.start.seconds),
+                      "beats": [float(b) for b in tempo.beat_times(duration)],
+                      "downbeats": [float(b) for b in tempo.downbeat_times(duration)],
+                      "accents": accent_report(replace(plan.beats, tempo=tempo, hits=tuple(_hit_flags(tempo, accents, timeline))),
+                                               accents, timeline.rate.seconds(1)),
+                      "sections": music.shape["sections"], "hit_points": music.shape["hit_points"],
+                      "ending": {k: music.shape[k] for k in ("ending", "final_step", "tail_seconds")}}
+        (staging / "beats.json").write_text(json.dumps(beats_json, indent=1))
+        files["beats.json"] = staging / "beats.json"
+        files["roll.png"] = plot_score(score, staging / "roll.png", accents=[a.time for a in analysis.accents],
+                                       hits=_hit_flags(tempo, accents, timeline),
+                                       title=f"{plan.style} {plan.key.name} {plan.beats.bpm:.1f} BPM, {plan.shape.ending}")
+        if options.preview:
+            files["preview.mp4"] = write_preview(staging / "preview.mp4", timeline, stem_files.mix_audio[..., :n_samples])
+        timings["write"] = time.perf_counter() - t
+        report = {**report, "audio": {"samples": n_audio, "seconds": round(n_audio / AUDIO_SAMPLE_RATE, 4),
+                                      "tail_seconds": plan.shape.tail_seconds},
+                  "timings_s": {k: round(v, 3) for k, v in timings.items()}}
+        (staging / "report.json").write_text(json.dumps(report, indent=1, default=float))
+        files["report.json"] = staging / "report.json"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        final = {}
+        for name, path in files.items():
+            dest = out_dir / path.name
+            path.replace(dest)
+            final[name] = dest
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _hit_flags(tempo: TempoMap, accents: Sequence[PlanAccent], timeline: Timeline) -> list[bool]:
+    """Per accent (in time order): a beat of the grid as played lies within a frame of it."""
+    tol = timeline.rate.seconds(1)
+    out = []
+    for a in sorted(accents, key=lambda x: x.time):
+        b = tempo.beat_at(a.time)
+        out.append(min(abs(tempo.time_at(math.floor(b)) - a.time), abs(tempo.time_at(math.ceil(b)) - a.time)) <= tol)
+    return out
+
+
+def _report(timeline: Timeline, options: GenerateOptions, analysis: Analysis, plan: Plan, cond: Conditioning,
+            sampled: Sampled, music: Music, *, backend: Backend, meta: dict[str, Any]) -> dict[str, Any]:
+    start_sample, n_samples = timeline.sample_range()
+    tempo, duration = plan.tempo, timeline.duration.seconds
+    accents = [PlanAccent(a.time, a.strength, a.kind) for a in analysis.accents]
+    flags = _hit_flags(tempo, accents, timeline)
+    cut_flags = [f for a, f in zip(sorted(accents, key=lambda x: x.time), flags) if a.kind == "cut"]
+    return {
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+        "style": plan.style, "style_reason": plan.reasons["style"], "key": plan.key.name,
+        "key_reason": plan.reasons["key"], "mood": plan.mood, "mood_reason": plan.reasons["mood"],
+        "look": analysis.look.to_json(), "curves": music.curves, "cfg": cond.cfg, "seed": options.seed,
+        "backend": backend.name, "backend_precision": getattr(backend, "precision", "fp32"),
+        "weights": meta.get("loaded_from"), "training_run": meta.get("recipe", {}).get("out"), "timeline": {
+            "rate": str(timeline.rate), "start_frame": timeline.start.value, "frames": timeline.duration.value,
+            "segments": len(timeline.segments), "time_reference_samples": start_sample, "samples": n_samples},
+        "tempo": {"bpm": plan.beats.bpm, "changes": len(tempo.changes) - 1, "beats_per_bar": tempo.beats_per_bar},
+        "joins": sampled.joins, "shape": music.shape, "sections": music.shape["sections"],
+        "hit_points": music.shape["hit_points"],
+        "accent_hit_rate_cuts": accent_hit_rate([a.time for a in analysis.accents if a.kind == "cut"],
+                                                tempo.beat_times(duration), frame_rate=timeline.rate.fraction),
+        "accent_hit_rate_all": (sum(flags) / len(flags)) if flags else math.nan,
+        "cuts_on_beats": f"{sum(cut_flags)}/{len(cut_flags)}",
+        "musicality": musicality(music.score, key=plan.key, stems=list(options.stems)),
+    }
 
 
 def window_spans(n_steps: int, window: int, overlap: int) -> list[tuple[int, int]]:
@@ -159,158 +539,43 @@ class Generator:
         should_stop: Callable[[], bool] | None = None,
     ) -> GenerationResult:
         out_dir = Path(out_dir)
-        stage_t: dict[str, float] = {}
+        timings: dict[str, float] = {}
         prog = progress or (lambda s, f: None)
 
-        def checkpoint(stage: str) -> None:
+        def stage(name: str, fn: Callable[[], Any], *, timed: str | None = None) -> Any:
             if should_stop is not None and should_stop():
-                raise Cancelled(f"cancelled before {stage}")
+                raise Cancelled(f"cancelled before {name}")
+            t = time.perf_counter()
+            out = fn()
+            timings[timed or name] = timings.get(timed or name, 0.0) + time.perf_counter() - t
+            prog(name, 1.0)
+            return out
 
-        t = time.perf_counter()
-        check_timeline(timeline)
         self._check_window(options)
-        curve = (parse_energy_curve(options.energy_curve, duration=float(timeline.duration.seconds))
-                 if options.energy_curve is not None else None)
-        checkpoint("decode")
-        frames = decode_timeline(timeline, fps=FPS, size=(224, 224), progress=lambda f: prog("decode", f))
-        stage_t["decode"] = time.perf_counter() - t
+        decoded = stage("decode", lambda: decode_stage(timeline, options, progress=lambda f: prog("decode", f)))
+        analysis = stage("analysis", lambda: analyse_stage(decoded))
+        plan = stage("plan", lambda: plan_stage(decoded, analysis, options, steps_per_beat=self.model.config.roll.steps_per_beat,
+                                                drums_asked=self._drums_asked))
+        default_cfg = float(self.meta.get("recipe", {}).get("default_cfg", 3.0))
+        cond = stage("encode", lambda: condition_stage(self.model, self.encoder, decoded, analysis, plan, options,
+                                                       default_cfg=default_cfg))
+        sampled = stage("sampling", lambda: self.sample_stage(plan, cond, options, progress=prog, should_stop=should_stop))
+        timings["adaptor"] = sampled.adaptor_seconds
+        timings["sampling"] -= sampled.adaptor_seconds
+        music = stage("notes", lambda: notes_stage(plan, cond, sampled, options))
+        audio = stage("render", lambda: render_stage(music, timeline, plan, options))
+        report = _report(timeline, options, analysis, plan, cond, sampled, music, backend=self.backend, meta=self.meta)
+        files = stage("write", lambda: write_stage(out_dir, timeline=timeline, options=options, analysis=analysis,
+                                                   plan=plan, music=music, audio=audio, report=report, timings=timings))
+        return GenerationResult(out_dir, files, music.score, json.loads((out_dir / "report.json").read_text()))
 
-        t = time.perf_counter()
-        t0 = timeline.start.seconds
-        rel = [ft - t0 for ft in frames.times]
-        small = thumbnails(frames.images)  # one 32×32 copy for cuts, motion and energy
-        accents = find_accents(small, rel, forced_cuts=frames.cut_indices)
-        accents = refine_cut_times(timeline, accents, set(frames.cut_indices), frames.times)
-        motion = motion_curve(small, [a.index for a in accents if a.kind == "cut"])
-        stage_t["analysis"] = time.perf_counter() - t
-        prog("analysis", 1.0)
-
-        t = time.perf_counter()
-        duration = timeline.duration.seconds
-        cut_idx = [a.index for a in accents if a.kind == "cut"]
-        look = picture_look(small, motion=motion, cuts_per_minute=len(cut_idx) / max(1e-6, float(duration) / 60.0))
-        style, style_why = choose_style(look, given=options.style)
-        plan = plan_beats(
-            [PlanAccent(a.time, a.strength, a.kind) for a in accents], duration=duration,
-            tolerance=timeline.rate.seconds(1), bpm_range=tuple(float(x) for x in STYLES[style].tempo),
-            bpm=options.bpm, beats_per_bar=options.meter,
-        )
-        tempo = plan.tempo
-        stage_t["plan"] = time.perf_counter() - t
-        prog("plan", 1.0)
-
-        checkpoint("encode")
-        t = time.perf_counter()
-        patches = self.encoder.encode(frames.images)[0]  # (Tf, P, D)
-        stage_t["encode"] = time.perf_counter() - t
-
-        spec = self.model.config.roll
-        spb = spec.steps_per_beat
-        bar = spb * options.meter
-        n_steps = math.ceil(tempo.beat_at(duration) * spb / bar) * bar
-        # a timeline shorter than one model window is still sampled as a whole window (over its
-        # picture played backwards and forwards again) and cut to length: the model learnt on
-        # whole windows, and a short one comes out sparse (6 bars of 16: bass in 60 % of the
-        # bars, chords in 58 %, against 86 % and 100 % on the same videos at full length)
-        n_model = max(n_steps, options.window_bars * bar)
-        positions = torch.from_numpy(grid_positions(tempo, n_model, steps_per_beat=spb, fps=FPS, n_frames=len(frames),
-                                                    beyond="mirror"))
-        cfg = options.cfg if options.cfg is not None else float(self.meta.get("recipe", {}).get("default_cfg", 3.0))
-        key, key_why = choose_key(look, pinned=options.key, style_minor_share=STYLES[style].minor_share)
-        mood, mood_why = choose_mood(look, style=style, mode=key.mode, given=options.mood)
-        controls, curves_report = self._controls(motion=motion, cuts=cut_idx, patches=patches, positions=positions,
-                                                 tempo=tempo, style=style, options=options, curve=curve, bar=bar,
-                                                 n_bars=n_steps // bar)
-        style_i = torch.tensor([self.model.config.style_index(style)])
-        mood_i = torch.tensor([self.model.config.mood_index(mood)])
-        user_prompt = load_prompt(options.prompt, steps_per_beat=spb) if options.prompt else None
-
-        t = time.perf_counter()
-        decoder = replace(self.model.config.decode_spec, beats_per_bar=options.meter)
-        requested = curves_report.get("requested", {})
-        slack = USER_SLACK if curve is not None else PICTURE_SLACK
-        tokens, t_cond, joins = self._sample_windows(
-            patches, positions, style_i, mood_i, controls, decoder=decoder, requested=requested, slack=slack,
-            options=options, cfg=cfg, n_steps=n_model, bar=bar,
-            user_prompt=user_prompt, progress=prog, should_stop=should_stop, n_real=n_steps,
-        )
-        tokens = tokens[:n_steps]
-        stage_t["adaptor"] = t_cond
-        stage_t["sampling"] = time.perf_counter() - t - t_cond
-
-        t = time.perf_counter()
-        decoded, held = decode_following(decoder, tokens, requested, slack=slack)
-        notes = [n for n in decoded if n.stem in options.stems]
-        curves_report["generated"] = _curve_dict(music_curves(notes, n_steps=n_steps, steps_per_bar=bar))
-        curves_report["held_to_curve"] = {**held, "slack": slack}
-        curves_report["intensity_spearman"] = spearman(requested.get("intensity", []), curves_report["generated"]["intensity"])
-        curves_report["intensity_spearman_model"] = spearman(requested.get("intensity", []), held["model_intensity"])
-        shift = key.tonic if key.tonic <= 6 else key.tonic - 12
-        notes = snap_to_scale(transpose(notes, shift), key)
-        programs = {s: int(STYLES[style].programs[s][0]) for s in PITCHED_STEMS if s in STYLES[style].programs}
-        score = Score(tuple(notes), tempo, n_steps, spb, programs, key=key.name, style=style)
-        stage_t["notes"] = time.perf_counter() - t
-        prog("notes", 1.0)
-
-        checkpoint("render")
-        t = time.perf_counter()
-        start_sample, n_samples = timeline.sample_range()
-        audio = render_score(score, options=SynthOptions(soundfont=options.soundfont), stems=list(options.stems),
-                             n_samples=n_samples)
-        stage_t["render"] = time.perf_counter() - t
-        prog("render", 1.0)
-
-        checkpoint("write")
-        t = time.perf_counter()
-        beats = tempo.beat_times(duration)
-        hits = accent_hit_rate([a.time for a in accents if a.kind == "cut"], beats, frame_rate=timeline.rate.fraction)
-        acc_report = accent_report(plan, [PlanAccent(a.time, a.strength, a.kind) for a in accents], timeline.rate.seconds(1))
-        report = {
-            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
-            "style": style, "style_reason": style_why, "key": key.name, "key_reason": key_why, "mood": mood, "mood_reason": mood_why,
-            "look": look.to_json(), "curves": curves_report, "cfg": cfg, "seed": options.seed, "backend": self.backend.name,
-            "backend_precision": getattr(self.backend, "precision", "fp32"),
-            "weights": self.meta.get("loaded_from"), "training_run": self.meta.get("recipe", {}).get("out"), "timeline": {
-                "rate": str(timeline.rate), "start_frame": timeline.start.value, "frames": timeline.duration.value,
-                "segments": len(timeline.segments), "time_reference_samples": start_sample, "samples": n_samples},
-            "tempo": {"bpm": plan.bpm, "changes": len(tempo.changes) - 1, "beats_per_bar": tempo.beats_per_bar},
-            "joins": joins,
-            "accent_hit_rate_cuts": hits, "accent_hit_rate_all": plan.hit_rate,
-            "musicality": musicality(score, key=key, stems=list(options.stems)),
-        }
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
-        try:
-            files: dict[str, Path] = {}
-            stem_files = write_stems(staging, audio, timeline=timeline, loudness=LoudnessOptions(target_lufs=options.loudness_lufs),
-                                     description=f"muvi {style} {key.name}",
-                                     origination=None)
-            files.update({f"{k}.wav": v for k, v in stem_files.stems.items()}, **{"mix.wav": stem_files.mix})
-            files["stems.mid"] = write_midi(score, staging / "stems.mid", stems=list(options.stems))
-            files.update({f"{k}.mid": v for k, v in write_stem_midis(score, staging, stems=list(options.stems)).items()})
-            beats_json = {"tempo_map": tempo.to_json(), "timeline_start_seconds": float(t0),
-                          "beats": [float(b) for b in beats], "downbeats": [float(b) for b in tempo.downbeat_times(duration)],
-                          "accents": acc_report}
-            (staging / "beats.json").write_text(json.dumps(beats_json, indent=1))
-            files["beats.json"] = staging / "beats.json"
-            files["roll.png"] = plot_score(score, staging / "roll.png", accents=[a.time for a in accents],
-                                           hits=list(plan.hits), title=f"{style} {key.name} {plan.bpm:.1f} BPM")
-            if options.preview:
-                files["preview.mp4"] = write_preview(staging / "preview.mp4", timeline, stem_files.mix_audio)
-            stage_t["write"] = time.perf_counter() - t
-            report["timings_s"] = {k: round(v, 3) for k, v in stage_t.items()}
-            (staging / "report.json").write_text(json.dumps(report, indent=1, default=float))
-            files["report.json"] = staging / "report.json"
-            out_dir.mkdir(parents=True, exist_ok=True)
-            final = {}
-            for name, path in files.items():
-                dest = out_dir / path.name
-                path.replace(dest)
-                final[name] = dest
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        prog("write", 1.0)
-        return GenerationResult(out_dir, final, score, report)
-
+    def _drums_asked(self, style: str) -> bool:
+        """Whether the style plays drums at all: its corpus range of the drums' curve."""
+        ranges = self.model.config.curve_ranges
+        if ranges is None:
+            return True
+        q = ranges.values(style, np.array([0.5]))[0]
+        return bool(q[0, CONTROLS.index("intensity_drums")] > 0)
 
     def _check_window(self, options: GenerateOptions) -> None:
         """Refuse, before any work, a window longer than the backend takes in one call (the
@@ -323,53 +588,88 @@ class Generator:
                 f"{self.backend.name} backend takes at most {limit} per call; use a shorter window"
                 + (" or a torch backend" if not self.backend.name.startswith("torch") else ""))
 
-    def _controls(self, *, motion: np.ndarray, cuts: Sequence[int], patches: torch.Tensor, positions: torch.Tensor,
-                  tempo: Any, style: str, options: GenerateOptions, curve: Any, bar: int, n_bars: int,
-                  ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The control curves per grid step (n_model, CONTROL_CHANNELS) from the picture (or the
-        user's curve), mapped onto the style's range, and what report.json says of them."""
-        if not self.model.config.controls:
-            return torch.zeros(positions.shape[0], CONTROL_CHANNELS), {"source": "none (checkpoint without control curves)"}
-        spb = self.model.config.roll.steps_per_beat
-        tokens, report = timeline_controls(
-            self.model.config.curve_ranges, motion=motion, cuts=cuts, frame_features=patches[:, 0].numpy(),
-            positions=positions.numpy(), style=style, energy=parse_energy(options.energy), curve=curve, bar=bar,
-            n_bars=n_bars, bar_time=lambda b: float(tempo.time_at(Fraction(2 * b * bar + bar, 2 * spb))))
-        return torch.from_numpy(tokens), report
+    def sample_stage(self, plan: Plan, cond: Conditioning, options: GenerateOptions, *,
+                     progress: Callable[[str, float], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> Sampled:
+        """The whole roll window by window (see the module docstring). The last window is
+        sampled into the planned ending (a clean suffix); a loop's into the take's first beats,
+        and its wrap-around is judged by the join check."""
+        prog = progress or (lambda s, f: None)
+        bar = plan.bar
+        user_prompt = load_prompt(options.prompt, steps_per_beat=plan.steps_per_beat) if options.prompt else None
+        suffix = self._ending_suffix(plan, options, cond)
+        tokens, t_cond, joins = self._sample_windows(cond, options, plan=plan, user_prompt=user_prompt,
+                                                     suffix=suffix, progress=prog, should_stop=should_stop)
+        if plan.shape.ending == "loop":
+            if len(window_spans(plan.n_model, options.window_bars * bar, options.overlap_bars * bar)) == 1:
+                # one window: its own start is known only now; sample it again into it
+                tokens, t2, more = self._sample_windows(cond, options, plan=plan, user_prompt=None, suffix=None,
+                                                        progress=prog, should_stop=should_stop, loop_from=tokens)
+                t_cond += t2
+                joins["retries"] += more["retries"]
+            joins["wrap_silent_stem_bars"] = wrap_gaps(tokens[: plan.n_steps], cond.decoder, bar=bar,
+                                                       stems=options.stems)
+        return Sampled(tokens[: plan.n_steps], joins, t_cond)
+
+    def _ending_suffix(self, plan: Plan, options: GenerateOptions, cond: Conditioning) -> np.ndarray | None:
+        """(n_model - suffix_start, F) tokens of the planned cadence, or None."""
+        start = plan.shape.suffix_start
+        if start is None:
+            return None
+        spec = self.model.config.roll
+        notes = cadence_notes(plan.shape, mode=plan.key.mode, stems=options.stems, drums=plan.drums,
+                              n_steps=plan.n_model)
+        rel = [Note(n.start - start, n.pitch, n.end - start, n.velocity, n.stem) for n in notes if n.start >= start]
+        return spec.to_tokens(spec.encode(rel, plan.n_model - start)).astype(np.float32)
 
     def _sample_windows(
-        self, patches: torch.Tensor, positions: torch.Tensor, style_i: torch.Tensor, mood_i: torch.Tensor,
-        controls: torch.Tensor, *, decoder: Any, requested: dict[str, list[float]], slack: float,
-        options: GenerateOptions, cfg: float, n_steps: int, bar: int, user_prompt: Score | None,
-        progress: Callable[[str, float], None], should_stop: Callable[[], bool] | None, n_real: int | None = None,
-    ) -> tuple[np.ndarray, float, dict[str, int]]:
+        self, cond: Conditioning, options: GenerateOptions, *, plan: Plan, user_prompt: Score | None,
+        suffix: np.ndarray | None, progress: Callable[[str, float], None], should_stop: Callable[[], bool] | None,
+        loop_from: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, float, dict[str, Any]]:
         """Sample the whole roll window by window; each window after the first is prompted with
-        the end of the previous one. Returns the tokens (n_steps, F), the time spent in the
-        adaptor (conditioning) and what the join check did. Steps from ``n_real`` on are
-        padding past the timeline's end: sampled, but not judged by the silent-stem check."""
-        n_real = n_steps if n_real is None else n_real
-        spec = self.model.config.roll
+        the end of the previous one, the last one with ``suffix`` from ``plan.shape.suffix_start``
+        (a loop: with the take's first beats after its end; ``loop_from``: a one-window loop's
+        first take, whose start both opens and follows the new one). Returns the tokens
+        (n_model, F), the time spent in the adaptor and what the join check did. Steps from
+        ``plan.n_steps`` on are past the timeline's end: sampled, but not judged."""
+        spec, bar, n_steps, n_real = self.model.config.roll, plan.bar, plan.n_model, plan.n_steps
         win, ov = options.window_bars * bar, options.overlap_bars * bar
         tokens = np.zeros((n_steps, spec.token_dim), np.float32)
         spans = window_spans(n_steps, win, ov)
         prev: np.ndarray | None = None
         t_cond = 0.0
-        joins = {"windows": len(spans), "retries": 0, "silent_stem_bars_left": 0, "silent_stems_left": 0}
+        joins: dict[str, Any] = {"windows": len(spans), "retries": 0, "silent_stem_bars_left": 0, "silent_stems_left": 0}
+        loop = plan.shape.ending == "loop"
         for k, (s0, s1) in enumerate(spans):
             n = s1 - s0
             tc = time.perf_counter()
-            pos, ctl = positions[s0:s1][None], controls[s0:s1][None]
-            cond = self.backend.condition(patches[None], pos, style_i, mood_i, torch.tensor([False]), ctl)
-            unc = self.backend.condition(patches[None], pos, style_i, mood_i, torch.tensor([True]), ctl)
+            pos, ctl = plan.positions[s0:s1][None], cond.controls[s0:s1][None]
+            c = self.backend.condition(cond.patches[None], pos, cond.style, cond.mood, torch.tensor([False]), ctl)
+            unc = self.backend.condition(cond.patches[None], pos, cond.style, cond.mood, torch.tensor([True]), ctl)
             t_cond += time.perf_counter() - tc
-            if k == 0 and user_prompt is not None:
+            if loop_from is not None:
+                ptok = np.zeros((n, spec.token_dim), np.float32)
+                head = min(LOOP_BEATS * plan.steps_per_beat, n_real)
+                ptok[:head] = loop_from[:head]
+                pmask = np.zeros((n, 1), np.float32)
+                pmask[:head] = 1.0
+            elif k == 0 and user_prompt is not None:
                 ptok, pmask = prompt_tokens(user_prompt.notes, spec, n_steps=n, prefix_steps=min(n // 2, 4 * bar))
             elif prev is not None:
                 ptok, pmask = continuation_prompt(prev, overlap_steps=min(ov, n // 2), n_steps=n)
             else:
                 ptok, pmask = np.zeros((n, spec.token_dim), np.float32), np.zeros((n, 1), np.float32)
+            keep = 0 if k == 0 and loop_from is None else int(pmask[: n // 2].sum())
+            last = k == len(spans) - 1
+            if last and loop and (k > 0 or loop_from is not None):
+                source = tokens if loop_from is None else loop_from
+                wrap = source[np.arange(s1 - max(s0, n_real)) % n_real]
+                ptok, pmask = with_suffix(ptok, pmask, wrap, start=max(s0, n_real) - s0)
+            elif last and suffix is not None and plan.shape.suffix_start is not None:
+                start = max(plan.shape.suffix_start, s0 + keep) - s0
+                ptok, pmask = with_suffix(ptok, pmask, suffix[start + s0 - plan.shape.suffix_start:], start=start)
             prompt, mask = torch.from_numpy(ptok)[None], torch.from_numpy(pmask)[None]
-            keep = 0 if k == 0 else int(pmask.sum())
 
             def step_progress(i: int, total: int, k: int = k) -> None:
                 progress("sampling", (k + i / total) / len(spans))
@@ -379,20 +679,21 @@ class Generator:
             # for a bar at the join; the best try is kept (a silent stem weighs as all its bars,
             # and of equal tries the first wins). Both are judged on the window decoded as it
             # will be, each stem held to its control curve
-            req = {c: v[s0 // bar: s1 // bar] for c, v in requested.items()}
+            req = {ch: v[s0 // bar: s1 // bar] for ch, v in cond.requested.items()}
             asked = [s for s in options.stems if max(req.get(f"intensity_{s}", [0.0]) or [0.0]) > 0]
-            fn = guided_velocity(self.backend.velocity, cond=cond, uncond=unc, scale=cfg, prompt=prompt, prompt_mask=mask)
+            fn = guided_velocity(self.backend.velocity, cond=c, uncond=unc, scale=cond.cfg, prompt=prompt, prompt_mask=mask)
             best: tuple[int, int, int, np.ndarray] | None = None
             for attempt in range(JOIN_TRIES):
-                gen = torch.Generator().manual_seed(options.seed * 1000 + k + 100_000 * attempt)
+                gen = torch.Generator().manual_seed(options.seed * 1000 + k + 100_000 * attempt + 7 * (loop_from is not None))
                 noise = torch.randn(1, n, spec.token_dim, generator=gen)
                 out = sample(fn, noise, steps=options.steps, method=options.sampler, prompt=prompt, prompt_mask=mask,
                              progress=step_progress if attempt == 0 else None, should_stop=should_stop)[0].numpy()
                 real = out[: max(0, min(n_real, s1) - s0)]  # padding only ever follows a lone window
-                counts = _bar_counts(real, decoder, bar=bar, stems=options.stems, requested=req, slack=slack)
-                gaps = join_gaps(real, decoder, bar=bar, stems=options.stems, head=keep if k > 0 else None,
+                counts = _bar_counts(real, cond.decoder, bar=bar, stems=options.stems, requested=req, slack=cond.slack)
+                gaps = join_gaps(real, cond.decoder, bar=bar, stems=options.stems, head=keep if k > 0 else None,
                                  tail=k + 1 < len(spans), counts=counts) if len(spans) > 1 else 0
-                silent = silent_stems(real, decoder, bar=bar, stems=options.stems, start=keep, counts=counts, asked=asked)
+                silent = silent_stems(real, cond.decoder, bar=bar, stems=options.stems, start=keep, counts=counts,
+                                      asked=asked)
                 penalty = gaps + silent * max(1, n // bar)
                 if best is None or penalty < best[0]:
                     best = (penalty, gaps, silent, out)
@@ -403,9 +704,10 @@ class Generator:
             joins["silent_stem_bars_left"] += best[1]
             joins["silent_stems_left"] += best[2]
             out = best[3]
-            tokens[s0 + keep : s1] = out[keep:]
+            tokens[s0:s1] = out  # its prompt regions are the prompt exactly
             prev = out
         return tokens, t_cond, joins
+
 
 def _curve_dict(curves: np.ndarray) -> dict[str, list[float]]:
     return {c: [round(float(x), 3) for x in curves[:, i]] for i, c in enumerate(CONTROLS)}
@@ -437,6 +739,17 @@ def silent_stems(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str
         return 0
     counts = counts if counts is not None else _bar_counts(window, spec, bar=bar, stems=stems)
     return sum(int(counts[s][first:].sum() == 0) for s in stems if s in PITCHED_STEMS or s in asked)
+
+
+def wrap_gaps(tokens: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str]) -> int:
+    """A loop's join check at its wrap-around: silent stem-bars in its last two and first two
+    bars, of the stems that play in at least half of its bars."""
+    n_bars = tokens.shape[0] // bar
+    if n_bars < 2:
+        return 0
+    counts = _bar_counts(tokens[: n_bars * bar], spec, bar=bar, stems=stems)
+    check = {0, 1, n_bars - 2, n_bars - 1}
+    return sum(int(c[b] == 0) for c in counts.values() if (c > 0).mean() >= 0.5 for b in check)
 
 
 def join_gaps(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str], head: int | None,

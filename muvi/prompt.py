@@ -26,7 +26,7 @@ from muvi.music.roll import RollSpec
 from muvi.music.score import Note, Score
 from muvi.music.tempo import TempoMap
 
-__all__ = ["AUDIO_SUFFIXES", "MIDI_SUFFIXES", "load_prompt", "transcribe_audio", "prompt_tokens", "continuation_prompt"]
+__all__ = ["AUDIO_SUFFIXES", "MIDI_SUFFIXES", "load_prompt", "transcribe_audio", "prompt_tokens", "continuation_prompt", "with_suffix"]
 
 log = logging.getLogger(__name__)
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aif", ".aiff")
@@ -130,4 +130,17 @@ def continuation_prompt(previous: np.ndarray, *, overlap_steps: int, n_steps: in
     tokens[:overlap_steps] = previous[previous.shape[0] - overlap_steps :]
     mask = np.zeros((n_steps, 1), np.float32)
     mask[:overlap_steps] = 1.0
+    return tokens, mask
+
+
+def with_suffix(tokens: np.ndarray, mask: np.ndarray, suffix: np.ndarray, *, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """A window's prompt (tokens (T, F), mask (T, 1)) with ``suffix`` (tokens (T - start, F))
+    given clean from step ``start`` to its end: an ending planned before sampling
+    (:mod:`muvi.shape`), or, for a loop, the take's own start."""
+    if not 0 <= start <= tokens.shape[0] or suffix.shape != (tokens.shape[0] - start, tokens.shape[1]):
+        raise InvalidInputError(f"a suffix of {suffix.shape[0]} steps from step {start} does not fit a window of "
+                                f"{tokens.shape[0]}")
+    tokens, mask = tokens.copy(), mask.copy()
+    tokens[start:] = suffix
+    mask[start:] = 1.0
     return tokens, mask

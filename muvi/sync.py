@@ -25,9 +25,9 @@ from typing import Sequence
 import numpy as np
 
 from muvi.errors import InvalidInputError
-from muvi.music.tempo import TempoChange, TempoMap
+from muvi.music.tempo import MAX_BPM, MIN_BPM, TempoChange, TempoMap
 
-__all__ = ["PlanAccent", "BeatPlan", "plan_beats", "accent_report"]
+__all__ = ["PlanAccent", "BeatPlan", "plan_beats", "accent_report", "fit_hits", "HitLanding", "loop_tempo"]
 
 CUT_WEIGHT = 3.0
 
@@ -266,3 +266,101 @@ def accent_report(plan: BeatPlan, accents: Sequence[PlanAccent], tol: Fraction) 
             "hit": bool(hit), "downbeat": plan.tempo.is_downbeat(b),
         })
     return out
+
+
+# -- hit points ------------------------------------------------------------------------------
+
+HIT_MAX_CHANGE = 0.15  # a hit may bend the bars before it by this much (cuts: max_change, 8 %)
+HIT_RAMP_BARS = (1, 2, 3, 4)  # how many bars before a hit take up the bend
+# shifting the whole grid moves every cut before the first hit off its beat: it counts as a
+# 3 % tempo change, so a gentler ramp that keeps them wins over it
+SHIFT_COST = 0.03
+
+
+@dataclass(frozen=True)
+class HitLanding:
+    time: Fraction  # the hit, seconds from the music's start
+    beat: int  # the downbeat it was given
+    error: Fraction  # that downbeat's time minus the hit's (0 when it landed exactly)
+    landed: bool  # within the tolerance
+
+
+def fit_hits(tempo: TempoMap, hits: Sequence[Fraction], *, tolerance: Fraction,
+             max_change: float = HIT_MAX_CHANGE) -> tuple[TempoMap, list[HitLanding]]:
+    """Bend ``tempo`` (beat 0 a downbeat, see :meth:`TempoMap.with_downbeat_at_zero`) so each hit
+    falls exactly on a downbeat: hits are stronger than cuts. For each hit in time order the
+    nearest downbeats are tried, each reached by stretching the 1–4 bars before it to one tempo
+    (within ``max_change`` of theirs, and never before the previous hit's downbeat); the first
+    hit may instead shift the whole grid. The least change wins, then the shortest ramp. A hit
+    no candidate reaches keeps the nearest downbeat and is reported with its error."""
+    if tempo.downbeat != 0:
+        raise ValueError("fit_hits needs a map whose beat 0 is a downbeat")
+    bpb = tempo.beats_per_bar
+    out: list[HitLanding] = []
+    floor = 0  # no bend reaches before this beat (the previous hit's downbeat)
+    for h in sorted(Fraction(x) for x in hits):
+        best: tuple[float, int, TempoMap, int] | None = None
+        near = round(tempo.beat_at(h) / bpb) * bpb
+        for d in (near - bpb, near, near + bpb):
+            if d <= floor and out:
+                continue
+            for change, ramp, cand in _hit_candidates(tempo, h, d, floor, bpb, max_change, first=not out):
+                if best is None or (change, ramp) < best[:2]:
+                    best = (change, ramp, cand, d)
+        if best is not None:
+            tempo, d = best[2], best[3]
+        else:
+            d = max(0, round(tempo.beat_at(h) / bpb) * bpb)
+        err = tempo.time_at(d) - h
+        out.append(HitLanding(h, d, err, abs(err) <= tolerance))
+        floor = max(floor, d)
+    return tempo, out
+
+
+def _hit_candidates(tempo: TempoMap, h: Fraction, d: int, floor: int, bpb: int, max_change: float,
+                    *, first: bool) -> list[tuple[float, int, TempoMap]]:
+    """(tempo change, ramp length in bars (0: a shift), map) of each map that puts downbeat
+    ``d`` exactly at ``h``."""
+    out: list[tuple[float, int, TempoMap]] = []
+    if d < 0:
+        return out
+    if first:  # shift the whole grid: beat 0 must stay at or before the start
+        origin = tempo.origin + (h - tempo.time_at(d))
+        if origin <= 0:
+            out.append((SHIFT_COST, 0, TempoMap(tempo.changes, origin, bpb, 0)))
+    for m in HIT_RAMP_BARS:
+        a = d - m * bpb
+        if a < floor:
+            break
+        old = (tempo.time_at(d) - tempo.time_at(a)) / (d - a)
+        new = (h - tempo.time_at(a)) / (d - a)
+        change = abs(float(new / old) - 1)
+        if new <= 0 or change > max_change:
+            continue
+        kept = [c for c in tempo.changes if c.beat <= a]
+        after = [c for c in tempo.changes if c.beat > d]
+        resume = TempoChange(Fraction(d), tempo.seconds_per_beat_at(d))
+        try:
+            out.append((change, m, TempoMap(_merge(kept + [TempoChange(Fraction(a), new), resume] + after),
+                                            tempo.origin, bpb, 0)))
+        except InvalidInputError:
+            continue
+    return out
+
+
+def loop_tempo(bpm: float, duration: Fraction, *, beats_per_bar: int, bpm_range: tuple[float, float]) -> TempoMap:
+    """A constant tempo near ``bpm`` that fills ``duration`` with whole bars, beat 0 at the
+    start: a loop's end meets its start on a downbeat (the cuts give way to that)."""
+    lo, hi = bpm_range
+    bar_s = 60.0 * beats_per_bar / bpm
+    n = max(1, round(float(duration) / bar_s))
+    choices = [k for k in range(max(1, n - 3), n + 4)]
+
+    def bpm_of(k: int) -> Fraction:
+        return Fraction(60 * beats_per_bar * k) / Fraction(duration)
+
+    inside = [k for k in choices if lo <= float(bpm_of(k)) <= hi]
+    k = min(inside or choices, key=lambda k: abs(float(bpm_of(k)) - bpm))
+    if not MIN_BPM <= bpm_of(k) <= MAX_BPM:
+        raise InvalidInputError(f"a loop of {float(duration):.3f} s has no whole number of bars at a playable tempo")
+    return TempoMap((TempoChange(Fraction(0), 1 / (bpm_of(k) / 60)),), Fraction(0), beats_per_bar, 0)

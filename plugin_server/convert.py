@@ -16,7 +16,7 @@ from muvi.pipeline import ALL_STEMS, GenerateOptions, GenerationResult
 from muvi.timeline import AUDIO_SAMPLE_RATE, Rate, RationalTime, Segment, Timeline, TimeRange
 from plugin_server.v1 import plugin_pb2 as pb
 
-__all__ = ["FieldError", "timeline_from_proto", "timeline_to_proto", "options_from_proto", "output_dir", "check_energy_curve",
+__all__ = ["FieldError", "timeline_from_proto", "timeline_to_proto", "options_from_proto", "output_dir", "check_against_timeline",
            "done_event", "stem_events", "progress_event"]
 
 
@@ -85,9 +85,14 @@ def timeline_to_proto(timeline: Timeline) -> pb.Timeline:
 def options_from_proto(msg: pb.GenerateOptions, defaults: GenerateOptions = GenerateOptions()) -> GenerateOptions:
     """Pipeline options: fields the request sets, the server's defaults for the rest."""
     changes: dict[str, Any] = {}
-    for name in ("style", "mood", "key", "bpm", "meter", "seed", "steps", "cfg", "preview", "energy", "energy_curve"):
+    for name in ("style", "mood", "key", "bpm", "meter", "seed", "steps", "cfg", "preview", "energy", "energy_curve",
+                 "ending", "tail"):
         if msg.HasField(name):
             changes[name] = getattr(msg, name)
+    if msg.hits:
+        changes["hits"] = tuple(msg.hits)
+    if msg.sections:
+        changes["sections"] = tuple(float(x) for x in msg.sections)
     if msg.HasField("loudness_lufs"):
         changes["loudness_lufs"] = msg.loudness_lufs
     if msg.stems:
@@ -111,16 +116,26 @@ def options_from_proto(msg: pb.GenerateOptions, defaults: GenerateOptions = Gene
         raise FieldError("options", str(exc).replace("--", "")) from exc
 
 
-def check_energy_curve(options: GenerateOptions, timeline: Timeline) -> None:
-    """An energy curve's points must lie inside the timeline (refused before the job is queued)."""
-    if options.energy_curve is None:
-        return
+def check_against_timeline(options: GenerateOptions, timeline: Timeline) -> None:
+    """What needs the timeline's length — an energy curve's points, hit points and section
+    markers must lie inside it — refused before the job is queued, naming the field."""
     from muvi.curves import parse_energy_curve
+    from muvi.pipeline import slowest_beat
+    from muvi.shape import check_hits
 
+    duration = float(timeline.duration.seconds)
+    if options.energy_curve is not None:
+        try:
+            parse_energy_curve(options.energy_curve, duration=duration, field="energy_curve")
+        except InvalidInputError as exc:
+            raise FieldError("options.energy_curve", str(exc)) from exc
     try:
-        parse_energy_curve(options.energy_curve, duration=float(timeline.duration.seconds), field="energy_curve")
+        check_hits(options.hit_points(), duration=duration, min_gap=slowest_beat(options.style, options.bpm), field="hits")
     except InvalidInputError as exc:
-        raise FieldError("options.energy_curve", str(exc)) from exc
+        raise FieldError("options.hits", str(exc)) from exc
+    for s in options.sections:
+        if s > duration:
+            raise FieldError("options.sections", f"section at {s:g} s lies outside the timeline (0-{duration:.3f} s)")
 
 
 def output_dir(root: Path, name: str, *, overwrite: bool) -> Path:

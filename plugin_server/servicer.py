@@ -51,7 +51,7 @@ class MuviServicer(pb_grpc.MuviServicer):
                 raise convert.FieldError("timeline", "missing")
             timeline = convert.timeline_from_proto(request.timeline, max_seconds=self.limits.max_timeline_seconds)
             options = convert.options_from_proto(request.options, self.defaults)
-            convert.check_energy_curve(options, timeline)
+            convert.check_against_timeline(options, timeline)
             out = convert.output_dir(self.output_root, request.output_name or rid, overwrite=request.overwrite)
             for i, seg in enumerate(timeline.segments):  # a missing file fails now; ranges are probed by the job
                 if not Path(seg.media).is_file():

@@ -28,7 +28,7 @@ from muvi.music.keys import Key
 from muvi.music.score import Note, Score
 from muvi.music.tempo import TempoChange, TempoMap
 
-__all__ = ["read_midi", "write_midi", "write_stem_midis", "Part", "assign_stems", "PPQ"]
+__all__ = ["read_midi", "write_midi", "write_stem_midis", "MidiStart", "Part", "assign_stems", "PPQ"]
 
 PPQ = 480
 DRUM_CHANNEL = 9
@@ -87,7 +87,7 @@ def read_midi(path: Path | str, *, steps_per_beat: int = 4) -> Score:
         raise MediaError(path, "MIDI type 2 (independent sequences) is not supported")
     ppq = mf.ticks_per_beat
     tempos: dict[int, int] = {}
-    meter: tuple[int, int] | None = None
+    meters: list[tuple[int, tuple[int, int]]] = []  # (tick, (numerator, denominator))
     parts: dict[tuple[int, int], list[tuple[int, int, int, int]]] = defaultdict(list)  # (track, ch) -> notes
     programs: dict[tuple[int, int], int] = {}
     for ti, track in enumerate(mf.tracks):
@@ -97,8 +97,8 @@ def read_midi(path: Path | str, *, steps_per_beat: int = 4) -> Score:
             tick += msg.time
             if msg.type == "set_tempo":
                 tempos[tick] = msg.tempo
-            elif msg.type == "time_signature" and meter is None:
-                meter = (msg.numerator, msg.denominator)
+            elif msg.type == "time_signature":
+                meters.append((tick, (msg.numerator, msg.denominator)))
             elif msg.type == "program_change":
                 programs.setdefault((ti, msg.channel), msg.program)
             elif msg.type == "note_on" and msg.velocity > 0:
@@ -109,6 +109,7 @@ def read_midi(path: Path | str, *, steps_per_beat: int = 4) -> Score:
                     start, vel = stack.pop(0)
                     parts[(ti, msg.channel)].append((start, tick, msg.note, vel))
     beats_per_bar = 4
+    meter = _main_meter(meters, end=max((e for notes in parts.values() for _, e, _, _ in notes), default=0))
     if meter is not None:
         q = Fraction(meter[0] * 4, meter[1])
         if q.denominator == 1 and int(q) in (2, 3, 4, 6):
@@ -151,6 +152,17 @@ def _polyphony(raw: list[tuple[int, int, int, int]]) -> float:
     return total / covered if covered else 1.0
 
 
+def _main_meter(meters: list[tuple[int, tuple[int, int]]], *, end: int) -> tuple[int, int] | None:
+    """The time signature in force longest (a file may open with a short pickup measure)."""
+    if not meters:
+        return None
+    meters = sorted(meters)
+    spans: dict[tuple[int, int], int] = {}
+    for (tick, m), nxt in zip(meters, [t for t, _ in meters[1:]] + [max(end, meters[-1][0] + 1)]):
+        spans[m] = spans.get(m, 0) + max(0, nxt - tick)
+    return max(spans, key=lambda m: spans[m])  # on a tie, the first
+
+
 def _tempo_map(tempos: dict[int, int], ppq: int, beats_per_bar: int) -> TempoMap:
     if 0 not in tempos:
         tempos = {0: 500000, **tempos}
@@ -170,19 +182,90 @@ def _tempo_map(tempos: dict[int, int], ppq: int, beats_per_bar: int) -> TempoMap
 
 
 # -- writing ------------------------------------------------------------------------------
-def _tempo_events(tempo: TempoMap, n_beats: int) -> list[tuple[int, int]]:
-    """(tick, µs per quarter) events; rounding error diffused so beat k lands within 0.5 µs."""
+@dataclass(frozen=True)
+class MidiStart:
+    """The SMPTE offset a MIDI file carries: where its tick 0 (the timeline's first frame) sits
+    on the editor's clock — the same instant as the WAV stems' BWF TimeReference.
+
+    MIDI writes SMPTE at 24, 25, 29.97 (drop-frame) or 30 fps; a timeline at 23.976 counts in
+    24 fps code, at 29.97 in 30 fps non-drop code (frame for frame, as the editor shows it), at
+    48/50/60 (and 47.952/59.94) in half that with the odd frame as 50 sub-frames; any other
+    rate is written as 30 fps code of its start time in seconds."""
+
+    hours: int
+    minutes: int
+    seconds: int
+    frames: int
+    sub_frames: int
+    frame_rate: int  # 24, 25 or 30
+
+    @classmethod
+    def of(cls, timeline: Any) -> "MidiStart":
+        rate = timeline.rate
+        nominal = round(rate.num / rate.den)
+        frame = int(timeline.start.value)
+        if nominal in (24, 25, 30):
+            fps, f, sub = nominal, frame, 0
+        elif nominal in (48, 50, 60):
+            fps, f, sub = nominal // 2, frame // 2, 50 * (frame % 2)
+        else:
+            total = Fraction(frame) * rate.den / rate.num * 30
+            fps, f, sub = 30, math.floor(total), math.floor((total - math.floor(total)) * 100)
+        secs, frames = divmod(f, fps)
+        mins, secs = divmod(secs, 60)
+        hours, mins = divmod(mins, 60)
+        return cls(hours % 24, mins, secs, frames, sub, fps)
+
+    def message(self) -> Any:
+        return _mido().MetaMessage("smpte_offset", frame_rate=self.frame_rate, hours=self.hours, minutes=self.minutes,
+                                   seconds=self.seconds, frames=self.frames, sub_frames=self.sub_frames, time=0)
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """Music beats → MIDI ticks with tick 0 at the music's time 0 (the timeline's first frame).
+
+    Beat 0 of a tempo map may lie before time 0 (a pickup: the first bar starts before the
+    picture). The file then opens with one MIDI beat that spans exactly from time 0 to the
+    first whole beat after it (its own tempo event), and a first measure short enough that the
+    file's bar lines fall on the music's downbeats; what lies before time 0 is dropped."""
+
+    b0: Fraction  # the music's beat at time 0
+    first: int  # the first whole beat at or after it
+    pickup: int  # 1 when the file opens with the partial beat, else 0
+
+    @classmethod
+    def of(cls, tempo: TempoMap) -> "_Clock":
+        b0 = max(Fraction(0), tempo.beat_at(0))
+        first = math.ceil(b0)
+        return cls(b0, first, int(first > b0))
+
+    def tick(self, beat: Fraction) -> int:
+        if beat >= self.first:
+            return int(round((beat - self.first + self.pickup) * PPQ))
+        return int(round((beat - self.b0) / (self.first - self.b0) * PPQ))
+
+
+def _tempo_events(tempo: TempoMap, n_beats: int, clock: _Clock | None = None) -> list[tuple[int, int]]:
+    """(tick, µs per quarter) events; rounding error diffused so every beat lands within 0.5 µs
+    of its planned time (from the music's time 0 when ``clock`` is given, else from beat 0)."""
+    clock = clock or _Clock(Fraction(0), 0, 0)
     events: list[tuple[int, int]] = []
-    planned_us = Fraction(0)  # planned time of beat b, relative to beat 0
+    origin = tempo.time_at(clock.b0)
+    planned_us = (tempo.time_at(clock.first) - origin) * 1_000_000  # planned time of the beat reached
     written_us = 0
     current = None
-    for b in range(max(1, n_beats)):
+    if clock.pickup:
+        us = int(math.floor(planned_us + Fraction(1, 2)))
+        events.append((0, max(1, us)))
+        written_us, current = us, us
+    for b in range(clock.first, clock.first + max(1, n_beats)):
         spb_us = tempo.seconds_per_beat_at(b) * 1_000_000
         planned_us += spb_us
         us = int(math.floor(planned_us - written_us + Fraction(1, 2)))
         written_us += us
         if us != current:
-            events.append((b * PPQ, us))
+            events.append(((b - clock.first + clock.pickup) * PPQ, us))
             current = us
     return events
 
@@ -196,21 +279,29 @@ def _midi_key_name(tonic: int, mode: str) -> str:
     return (_MINOR_NAMES if mode == "minor" else _MAJOR_NAMES)[tonic % 12]
 
 
-def _score_tracks(score: Score, stems: Sequence[str]) -> list[Any]:
+def _score_tracks(score: Score, stems: Sequence[str], start: MidiStart | None = None) -> list[Any]:
     mido = _mido()
     if score.steps_per_beat <= 0 or PPQ % score.steps_per_beat:
         raise InvalidInputError(f"steps per beat {score.steps_per_beat} does not divide {PPQ}")
-    tick_per_step = PPQ // score.steps_per_beat
-    n_beats = math.ceil(score.n_steps / score.steps_per_beat) + 1
+    clock = _Clock.of(score.tempo) if start is not None else _Clock(Fraction(0), 0, 0)
+    spb = score.steps_per_beat
+    n_beats = math.ceil(score.n_steps / spb) + 1 - clock.first
     meta = mido.MidiTrack()
     meta.append(mido.MetaMessage("track_name", name="tempo", time=0))
-    meta.append(mido.MetaMessage("time_signature", numerator=score.tempo.beats_per_bar, denominator=4, time=0))
+    if start is not None:
+        meta.append(start.message())
+    bpb = score.tempo.beats_per_bar
+    lead = next(b for b in range(clock.first, clock.first + bpb) if score.tempo.is_downbeat(b)) - clock.first + clock.pickup
+    signatures = [(0, lead), (lead * PPQ, bpb)] if lead else [(0, bpb)]
+    events: list[tuple[int, int, Any]] = [(t, 0, mido.MetaMessage("time_signature", numerator=n, denominator=4))
+                                          for t, n in signatures]
     if score.key:
         k = Key.parse(score.key)
-        meta.append(mido.MetaMessage("key_signature", key=_midi_key_name(k.tonic, k.mode), time=0))
+        events.append((0, 1, mido.MetaMessage("key_signature", key=_midi_key_name(k.tonic, k.mode))))
+    events += [(t, 2, mido.MetaMessage("set_tempo", tempo=us)) for t, us in _tempo_events(score.tempo, n_beats, clock)]
     tick = 0
-    for t, us in _tempo_events(score.tempo, n_beats):
-        meta.append(mido.MetaMessage("set_tempo", tempo=us, time=t - tick))
+    for t, _, msg in sorted(events, key=lambda e: (e[0], e[1])):
+        meta.append(msg.copy(time=t - tick))
         tick = t
     tracks = [meta]
     by_stem = score.by_stem()
@@ -224,13 +315,16 @@ def _score_tracks(score: Score, stems: Sequence[str]) -> list[Any]:
         tr.append(mido.MetaMessage("track_name", name=stem, time=0))
         if not is_drum:
             tr.append(mido.Message("program_change", channel=ch, program=int(score.programs.get(stem, 0)), time=0))
-        events = []
+        notes = []
         for n in by_stem.get(stem, []):
-            events.append((n.end * tick_per_step, 0, n.pitch, 0))
-            events.append((n.start * tick_per_step, 1, n.pitch, n.velocity))
-        events.sort()  # offs before ons at the same tick
+            on, off = Fraction(n.start, spb), Fraction(n.end, spb)
+            if on < clock.b0:  # before the first frame: not in the stems either
+                continue
+            a, e = clock.tick(on), clock.tick(off)
+            notes += [(e, 0, n.pitch, 0), (a, 1, n.pitch, n.velocity)] if e > a else []
+        notes.sort()  # offs before ons at the same tick
         tick = 0
-        for t, on, pitch, vel in events:
+        for t, on, pitch, vel in notes:
             kind = "note_on" if on else "note_off"
             tr.append(mido.Message(kind, channel=ch, note=pitch, velocity=vel if on else 0, time=t - tick))
             tick = t
@@ -238,21 +332,26 @@ def _score_tracks(score: Score, stems: Sequence[str]) -> list[Any]:
     return tracks
 
 
-def write_midi(score: Score, path: Path | str, *, stems: Sequence[str] | None = None) -> Path:
-    """Write one type-1 MIDI file with a track per stem and the score's tempo map (atomic)."""
+def write_midi(score: Score, path: Path | str, *, stems: Sequence[str] | None = None,
+               start: MidiStart | None = None) -> Path:
+    """Write one type-1 MIDI file with a track per stem and the score's tempo map (atomic).
+    With ``start`` (a take for a timeline), tick 0 is the music's time 0 — the timeline's first
+    frame, where the stems start — and the file carries that SMPTE offset; without it, tick 0
+    is the score's beat 0."""
     mido = _mido()
     stems = list(stems) if stems is not None else list(score.stems)
     mf = mido.MidiFile(type=1, ticks_per_beat=PPQ)
-    mf.tracks.extend(_score_tracks(score, stems))
+    mf.tracks.extend(_score_tracks(score, stems, start))
     path = Path(path)
     with atomic_path(path) as tmp:
         mf.save(str(tmp))
     return path
 
 
-def write_stem_midis(score: Score, out_dir: Path | str, *, stems: Sequence[str] | None = None) -> dict[str, Path]:
-    """One MIDI file per stem (``<stem>.mid``), each with the tempo map."""
+def write_stem_midis(score: Score, out_dir: Path | str, *, stems: Sequence[str] | None = None,
+                     start: MidiStart | None = None) -> dict[str, Path]:
+    """One MIDI file per stem (``<stem>.mid``), each with the tempo map (``start``: as :func:`write_midi`)."""
     out = {}
     for stem in stems if stems is not None else score.stems:
-        out[stem] = write_midi(score, Path(out_dir) / f"{stem}.mid", stems=[stem])
+        out[stem] = write_midi(score, Path(out_dir) / f"{stem}.mid", stems=[stem], start=start)
     return out

@@ -97,6 +97,19 @@ class TempoMap:
             downbeat,
         )
 
+    def with_downbeat_at_zero(self) -> "TempoMap":
+        """The same beats renumbered so that beat 0 is a downbeat: a map whose first downbeat is
+        beat ``d`` > 0 gains ``beats_per_bar - d`` beats before its old beat 0, at its first
+        tempo (so a roll's step 0, where the model's bars start, is a bar line of the plan)."""
+        k = (self.beats_per_bar - self.downbeat) % self.beats_per_bar
+        if k == 0:
+            return self
+        first = self.changes[0].seconds_per_beat
+        changes = (TempoChange(Fraction(0), first),) + tuple(TempoChange(c.beat + k, c.seconds_per_beat)
+                                                            for c in self.changes)
+        merged = [changes[0]] + [c for a, c in zip(changes, changes[1:]) if c.seconds_per_beat != a.seconds_per_beat]
+        return TempoMap(tuple(merged), self.origin - k * first, self.beats_per_bar, 0)
+
     # -- conversions ----------------------------------------------------------------------
     def _starts(self) -> list[Fraction]:
         """Time of each change (cached by value semantics is not needed: maps are small)."""

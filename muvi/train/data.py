@@ -37,6 +37,7 @@ from muvi.nn.adaptor import grid_positions
 from muvi.nn.encoders import VisualEncoder
 from muvi.nn.model import ModelConfig
 from muvi.train.synthvideo import render_paired_video
+from muvi.train.texture import vary_texture
 
 __all__ = ["split_pieces", "CorpusWindows", "PairedWindows", "PairedCache", "UserPairs", "collate", "item_rng", "mood_for"]
 
@@ -111,6 +112,9 @@ class CorpusWindows(Dataset):
             raise InvalidInputError(f"window of {steps} steps is not a whole number of bars")
         self.corpus, self.config, self.spec = corpus, config, config.roll
         self.steps, self.normalise_key, self.tag_dropout, self.seed = steps, normalise_key, tag_dropout, seed
+        # the share of items whose texture is varied by section (muvi.train.texture); the
+        # trainer sets it per stage (StageConfig.texture_p)
+        self.texture_p = 0.0
         self.windows: list[_Window] = []
         for i in ids:
             p = corpus.pieces[i]
@@ -158,6 +162,10 @@ class CorpusWindows(Dataset):
     def item(self, index: int, salt: int = 0) -> tuple[dict[str, torch.Tensor], Score, np.random.Generator]:
         rng = item_rng(self.seed, index, salt)
         score = self.window_score(index)
+        if self.texture_p > 0:  # its own generator: the item's other draws stay as they were
+            texture_rng = item_rng("texture", self.seed, index, salt)
+            if texture_rng.random() < self.texture_p:
+                score = vary_texture(score, texture_rng)
         roll = self.spec.encode(score.notes, self.steps)
         valid = np.zeros((self.steps, 1), np.float32)
         valid[: score.n_steps] = 1.0

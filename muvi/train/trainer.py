@@ -61,6 +61,7 @@ class StageConfig:
     grad_clip: float = 1.0
     cfg_dropout: float = 0.1  # conditional: share trained unconditionally
     prompt_p: float = 0.3  # share of windows with a clean prompt prefix
+    suffix_p: float = 0.0  # share with a clean suffix of 1-8 beats (a planned ending, muvi.shape)
     # conditional: the adaptor's learning rate as a share of ``lr``; below 1 keeps more of what
     # the contrastive stage taught it (the music-aligned features the DiT is meant to start from)
     adaptor_lr_scale: float = 1.0
@@ -69,6 +70,9 @@ class StageConfig:
     # nothing, and Adam moves a weight by about lr per step (600 pretrain steps at 3e-4 left it
     # at a norm of 0.27 against the visual projection's 9.4, and the curves barely followed)
     control_lr_scale: float = 1.0
+    # the share of training windows whose texture is varied by section (muvi.train.texture), so
+    # the control curves vary within a window as the music does and the DiT learns their shape
+    texture_p: float = 0.0
     contrastive: dict[str, Any] = field(default_factory=dict)  # ContrastiveOptions overrides
 
     def __post_init__(self) -> None:
@@ -78,6 +82,8 @@ class StageConfig:
             raise InvalidInputError(f"stage {self.name}: steps ≥ 0, batch ≥ 1 and lr > 0 are required")
         if not 0.0 < self.control_lr_scale <= 100.0:
             raise InvalidInputError(f"stage {self.name}: control_lr_scale must be within (0, 100], got {self.control_lr_scale}")
+        if not 0.0 <= self.texture_p <= 1.0:
+            raise InvalidInputError(f"stage {self.name}: texture_p must be within [0, 1], got {self.texture_p}")
         if not 0.0 <= self.adaptor_lr_scale <= 1.0:
             raise InvalidInputError(f"stage {self.name}: adaptor_lr_scale must be within [0, 1], "
                                     f"got {self.adaptor_lr_scale}")
@@ -182,7 +188,9 @@ class _StageLoss(nn.Module):
         noise = torch.randn(tokens.shape, generator=gen).to(dev)
         tt = logit_normal_t(b, generator=gen).to(dev)
         bar = m.config.roll.steps_per_bar
-        pmask = random_prompt_mask(b, t, p=s.prompt_p, quantum=bar, generator=gen).to(dev)
+        pmask = random_prompt_mask(b, t, p=s.prompt_p, quantum=bar, suffix_p=s.suffix_p,
+                                   suffix_quantum=m.config.roll.steps_per_beat,
+                                   ends=valid[..., 0].sum(dim=1).long().cpu(), generator=gen).to(dev)
         if s.name == "pretrain":
             w = m.config.dit.width
             cond = m.dit.prepare(torch.zeros(b, t, w, device=dev), torch.zeros(b, w, device=dev), batch["style"],
@@ -288,6 +296,7 @@ class Trainer:
         if self.config.paired_windows is not None and self.config.paired_windows < len(music):
             paired_music = music.subset(self.config.paired_windows)
         on_the_fly = PairedWindows(paired_music, enc, camera=self.config.camera)
+        self._training_windows = (music, paired_music)  # what a stage's texture_p applies to
 
         def paired() -> Dataset:
             # Built only when a paired stage starts: pre-training never waits for the cache.
@@ -321,6 +330,12 @@ class Trainer:
         save_checkpoint(ck, model, recipe=self._recipe(), data_manifest_sha256=self.manifest_sha)
         with atomic_path(ck / "trainer_state.pt") as tmp:
             torch.save({"stage": stage, "step": step, "optimizer": opt.state_dict() if opt is not None else None}, tmp)
+
+    def _stage_folder(self, si: int) -> str:
+        """A stage's folder under ``stages/``: its name, or ``<name>-<index>`` for a name that an
+        earlier stage of the recipe already has (a recipe continued by more stages)."""
+        name = self.config.stages[si].name
+        return name if all(s.name != name for s in self.config.stages[:si]) else f"{name}-{si}"
 
     def _resume(self, model: MuVi) -> dict[str, Any] | None:
         ck = self.out / "checkpoints" / "last"
@@ -411,6 +426,8 @@ class Trainer:
             return stage.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
         dataset = data["music" if stage.name == "pretrain" else "paired"]
+        for windows in self._training_windows:  # after the paired cache is built: its videos are of the music as written
+            windows.texture_p = stage.texture_p
         loader = DataLoader(
             dataset, collate_fn=collate, num_workers=self.config.workers,
             batch_sampler=_StepSampler(len(dataset), stage.batch, seed=self.config.seed, stage=si, start=start,
@@ -475,7 +492,7 @@ class Trainer:
         if self.main:  # keep each stage's weights (baselines for `muvi eval`)
             from muvi.weights import save_checkpoint
 
-            save_checkpoint(self.out / "stages" / stage.name, model, recipe=self._recipe(),
+            save_checkpoint(self.out / "stages" / self._stage_folder(si), model, recipe=self._recipe(),
                             data_manifest_sha256=self.manifest_sha)
         self._barrier()
         summary = {"stage": stage.name, "steps": stage.steps, "trained_steps": len(losses),

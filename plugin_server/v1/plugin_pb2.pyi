@@ -41,7 +41,7 @@ class Timeline(_message.Message):
     def __init__(self, rate: _Optional[_Union[Rate, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class GenerateOptions(_message.Message):
-    __slots__ = ("style", "mood", "key", "bpm", "meter", "stems", "seed", "steps", "cfg", "prompt_path", "loudness_lufs", "preview", "energy", "energy_curve")
+    __slots__ = ("style", "mood", "key", "bpm", "meter", "stems", "seed", "steps", "cfg", "prompt_path", "loudness_lufs", "preview", "energy", "energy_curve", "ending", "tail", "hits", "sections")
     STYLE_FIELD_NUMBER: _ClassVar[int]
     MOOD_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,10 @@ class GenerateOptions(_message.Message):
     PREVIEW_FIELD_NUMBER: _ClassVar[int]
     ENERGY_FIELD_NUMBER: _ClassVar[int]
     ENERGY_CURVE_FIELD_NUMBER: _ClassVar[int]
+    ENDING_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    SECTIONS_FIELD_NUMBER: _ClassVar[int]
     style: str
     mood: str
     key: str
@@ -70,7 +74,11 @@ class GenerateOptions(_message.Message):
     preview: bool
     energy: str
     energy_curve: str
-    def __init__(self, style: _Optional[str] = ..., mood: _Optional[str] = ..., key: _Optional[str] = ..., bpm: _Optional[float] = ..., meter: _Optional[int] = ..., stems: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., cfg: _Optional[float] = ..., prompt_path: _Optional[str] = ..., loudness_lufs: _Optional[float] = ..., preview: _Optional[bool] = ..., energy: _Optional[str] = ..., energy_curve: _Optional[str] = ...) -> None: ...
+    ending: str
+    tail: float
+    hits: _containers.RepeatedScalarFieldContainer[str]
+    sections: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, style: _Optional[str] = ..., mood: _Optional[str] = ..., key: _Optional[str] = ..., bpm: _Optional[float] = ..., meter: _Optional[int] = ..., stems: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., cfg: _Optional[float] = ..., prompt_path: _Optional[str] = ..., loudness_lufs: _Optional[float] = ..., preview: _Optional[bool] = ..., energy: _Optional[str] = ..., energy_curve: _Optional[str] = ..., ending: _Optional[str] = ..., tail: _Optional[float] = ..., hits: _Optional[_Iterable[str]] = ..., sections: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("request_id", "timeline", "options", "output_name", "overwrite")

@@ -178,8 +178,10 @@ def test_the_picture_drives_the_control_curves_and_the_user_can_replace_them(tmp
     clip = write_shot_clip(tmp_path / "c.mp4", shots=[60, 60, 60], rate=Rate(25)).path
     tl = Timeline.sequential([(clip, TimeRange.from_frames(0, 180, Rate(25)))], rate=Rate(25))
     gen = Generator(model)
-    auto = gen.generate(tl, GenerateOptions(steps=2, preview=False, bpm=120), tmp_path / "auto").report
-    assert auto["curves"]["source"] == "picture" and len(auto["curves"]["requested"]["intensity"]) == 4
+    take = gen.generate(tl, GenerateOptions(steps=2, preview=False, bpm=120), tmp_path / "auto")
+    auto = take.report  # 7.2 s at 120 BPM: 3.6 bars, and the bar before the first frame (beat 0 a downbeat)
+    assert auto["curves"]["source"] == "picture" and len(auto["curves"]["requested"]["intensity"]) == 5
+    assert take.score.n_steps == 5 * 16
     assert "hue" in auto["key_reason"] and auto["key"].split()[-1] in ("major", "minor")
     keyed = gen.generate(tl, GenerateOptions(steps=2, preview=False, bpm=120, energy_curve="0:0,7.2:1"), tmp_path / "k")
     req = keyed.report["curves"]["requested"]["intensity"]

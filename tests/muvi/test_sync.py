@@ -7,6 +7,7 @@ import pytest
 
 from muvi.errors import InvalidInputError
 from muvi.sync import PlanAccent, accent_report, plan_beats
+from muvi.music.tempo import TempoMap
 
 FRAME = Fraction(1, 25)
 
@@ -101,3 +102,32 @@ def test_one_unreachable_gap_does_not_cost_every_later_cut() -> None:
     assert plan.hit_rate >= 0.95
     base = plan.tempo.changes[0].bpm
     assert all(abs(float(c.bpm / base) - 1) <= 0.08 + 1e-9 for c in plan.tempo.changes)
+
+
+def test_hits_land_exactly_on_downbeats_and_a_hopeless_one_is_reported() -> None:
+    from muvi.sync import fit_hits
+
+    tol = Fraction(1, 25)
+    tempo = TempoMap.constant(120, origin=Fraction(-1, 10))
+    fitted, landings = fit_hits(tempo, [Fraction(5), Fraction(28, 3), Fraction(10)], tolerance=tol)
+    for lnd in landings[:2]:
+        assert lnd.landed and fitted.time_at(lnd.beat) == lnd.time and fitted.is_downbeat(lnd.beat)
+    assert not landings[2].landed and abs(float(landings[2].error)) > 0.5  # 0.67 s after a hit: no downbeat there
+    assert fitted.origin <= 0
+    # the bend stays gentle: no tempo over 15 % away from the plan's
+    assert all(abs(float(c.bpm) / 120 - 1) <= 0.15 for c in fitted.changes)
+
+
+def test_loop_tempo_fills_the_take_with_whole_bars() -> None:
+    from muvi.sync import loop_tempo
+
+    t = loop_tempo(120, Fraction(61, 2), beats_per_bar=4, bpm_range=(88, 128))
+    assert t.origin == 0 and t.beat_at(Fraction(61, 2)) % 4 == 0 and 88 <= float(t.bpm_at(0)) <= 128
+
+
+def test_renumbering_puts_a_downbeat_at_beat_zero_without_moving_a_beat() -> None:
+    t = TempoMap.from_bpms([(0, 120), (8, 100)], origin=Fraction(-1, 10), downbeat=1)
+    r = t.with_downbeat_at_zero()
+    assert r.downbeat == 0 and r.is_downbeat(0)
+    assert all(t.time_at(b) == r.time_at(b + 3) for b in range(12))
+    assert t.downbeat_times(10) == r.downbeat_times(10)

@@ -119,3 +119,37 @@ def test_every_key_can_be_written_as_a_key_signature() -> None:
             name = _midi_key_name(tonic, mode)
             mido.MetaMessage("key_signature", key=name)  # raises on a spelling MIDI cannot carry (e.g. 'Dbm')
             assert Key.parse(name) == Key(tonic, mode)
+
+
+def _note_on_seconds(path: Path) -> list[float]:
+    mf = mido.MidiFile(str(path))
+    out, t = [], 0.0
+    for msg in mf:  # iterating a file yields messages with their time in seconds
+        t += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            out.append(t)
+    return sorted(out)
+
+
+def test_midi_for_a_take_starts_at_the_first_frame_with_its_smpte_offset(tmp_path: Path) -> None:
+    from muvi.music.midi import MidiStart
+    from muvi.timeline import Rate, RationalTime, Segment, Timeline, TimeRange
+
+    # beat 0 is 0.55 s before the first frame (a pickup), the tempo changes twice
+    tempo = TempoMap.from_bpms([(0, 120), (9, 96), (17, 131)], origin=Fraction(-11, 20))
+    notes = [Note(s, 60 + s % 12, s + 2, 90, "chords") for s in range(0, 120, 3)]
+    score = Score(tuple(notes), tempo, 128, 4, {"chords": 0})
+    rate = Rate(24000, 1001)
+    tl = Timeline(rate, (Segment(Path("x.mp4"), TimeRange.from_frames(0, 240, rate), RationalTime(86400, rate)),))
+    start = MidiStart.of(tl)
+    assert (start.hours, start.minutes, start.seconds, start.frames, start.frame_rate) == (1, 0, 0, 0, 24)
+    path = write_midi(score, tmp_path / "take.mid", start=start)
+    want = sorted(float(score.step_time(n.start)) for n in notes if score.step_time(n.start) >= 0)
+    got = _note_on_seconds(path)
+    assert len(got) == len(want) and max(abs(a - b) for a, b in zip(got, want)) < 1e-3
+    mf = mido.MidiFile(str(path))
+    assert any(m.type == "smpte_offset" and m.hours == 1 for m in mf.tracks[0])
+    # the file's bar lines fall on the music's downbeats: its first measure is the pickup
+    sigs = [m for m in mf.tracks[0] if m.type == "time_signature"]
+    assert sigs[0].numerator < 4 and sigs[-1].numerator == 4
+    assert read_midi(path).tempo.beats_per_bar == 4
