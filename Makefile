@@ -13,14 +13,16 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.muvi-installed
 PYTEST_ARGS ?=
 APT_PACKAGES := libfluidsynth3 fluid-soundfont-gm hydrogen-data mate-backgrounds
+# only `make test` needs these: the Blender add-on's test runs it headless (make demo does not)
+TEST_APT_PACKAGES := blender
 
 NODE_STAMP := clients/node/node_modules/.muvi-installed
 
-.PHONY: setup system-deps test demo bench protos clean-venv
+.PHONY: setup system-deps test-deps test demo bench protos clean-venv blender-addon
 
 system-deps:
 	@missing=""; \
-	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in $(APT_PACKAGES) $(EXTRA_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  if ! command -v apt-get >/dev/null; then echo "muvi needs:$$missing (FluidSynth library, GM SoundFont, Hydrogen songs)"; exit 1; fi; \
@@ -47,11 +49,14 @@ setup: system-deps $(STAMP) $(NODE_STAMP)
 protos: $(STAMP)
 	$(PY) -m plugin_server.codegen
 
-test: setup
-	$(VENV)/bin/ruff check muvi engines export plugin_server benchmarks tests scripts
+test-deps:
+	@$(MAKE) --no-print-directory system-deps EXTRA_APT="$(TEST_APT_PACKAGES)"
+
+test: setup test-deps
+	$(VENV)/bin/ruff check muvi engines export plugin_server benchmarks tests scripts clients/blender
 	@# librosa compiles its numba kernels on first use (~20 s): once here, not inside a test
 	$(PY) -c "import numpy as np; from muvi.metrics import onset_times; onset_times(np.random.default_rng(0).standard_normal(22050), 22050)"
-	$(PY) -m pytest $(PYTEST_ARGS)
+	MUVI_REQUIRE_BLENDER=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 demo: setup
 	@# ONNX engines for the onnxruntime-cpu backend (once per weights, cached under ~/.cache/muvi)
@@ -65,6 +70,10 @@ bench: setup
 	$(PY) benchmarks/engines.py
 	$(PY) benchmarks/e2e.py --no-preview
 	$(PY) benchmarks/server.py
+
+# the Blender add-on as an installable zip (clients/blender/dist/muvi_blender.zip)
+blender-addon:
+	$(PY) clients/blender/build.py
 
 clean-venv:
 	rm -rf $(VENV)

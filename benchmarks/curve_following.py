@@ -8,7 +8,7 @@ roll's onset share, :func:`muvi.curves.onset_share`), and after decoding with th
   the picture dropped — does the DiT follow a curve at all;
 - ``picture``: the curves the pipeline makes from the window's video, with the picture (CFG).
 
-    python benchmarks/curve_following.py [--weights weights/muvi] [--windows 16] [--guide both|cond]
+    python benchmarks/curve_following.py [--weights weights/muvi] [--windows 16] [--guide both|cond] [--slack S]
 
 ``--guide cond`` gives the curves to the conditional branch only, so guidance also amplifies
 the curves' effect (the default, ``both``, is what the pipeline does).
@@ -39,7 +39,8 @@ def _teacher(window, spec):  # type: ignore[no-untyped-def]
 
 
 @torch.no_grad()
-def _take(model, window, controls, requested, *, picture: bool, cfg: float, guide: str, seed: int):  # type: ignore[no-untyped-def]
+def _take(model, window, controls, requested, *, picture: bool, cfg: float, guide: str, seed: int,  # type: ignore[no-untyped-def]
+          slack: float):
     from muvi.curves import decode_following, music_curves, onset_share, spearman
     from muvi.flow import guided_velocity, sample
 
@@ -57,7 +58,7 @@ def _take(model, window, controls, requested, *, picture: bool, cfg: float, guid
     tokens = sample(fn, noise, steps=25, prompt=zeros, prompt_mask=mask)[0]
     want = requested["intensity"]
     raw = onset_share(spec.from_tokens(tokens), spec)
-    notes, _ = decode_following(model.config.decode_spec, tokens, requested)
+    notes, _ = decode_following(model.config.decode_spec, tokens, requested, slack=slack)
     held = music_curves(notes, n_steps=n, steps_per_bar=spec.steps_per_bar)[:, 0]
     return spearman(want, raw), spearman(want, held), float(np.mean(raw))
 
@@ -68,8 +69,10 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=16)
     ap.add_argument("--cfg", type=float, default=None)
     ap.add_argument("--guide", choices=("both", "cond"), default="both")
+    ap.add_argument("--slack", type=float, default=None, help="the curve holding's slack (default: the picture's)")
     args = ap.parse_args()
 
+    from muvi.curves import PICTURE_SLACK
     from muvi.evaluate import EvalOptions, held_out_windows
     from muvi.weights import load_checkpoint
 
@@ -77,20 +80,21 @@ def main() -> None:
     recipe = meta.get("recipe", {})
     model.eval()
     cfg = args.cfg if args.cfg is not None else float(recipe.get("default_cfg", 3.0))
+    slack = args.slack or PICTURE_SLACK
     windows = held_out_windows(model, recipe, EvalOptions(windows=args.windows))
     rows: dict[str, list[tuple]] = {"teacher": [], "picture": []}
     for i, w in enumerate(windows):
         ctl, req = _teacher(w, model.config.roll)
-        rows["teacher"].append(_take(model, w, ctl, req, picture=False, cfg=cfg, guide=args.guide, seed=i))
+        rows["teacher"].append(_take(model, w, ctl, req, picture=False, cfg=cfg, guide=args.guide, seed=i, slack=slack))
         rows["picture"].append(_take(model, w, w.controls, w.requested, picture=True, cfg=cfg, guide=args.guide,
-                                     seed=i))
+                                     seed=i, slack=slack))
 
     def summary(r: list[tuple]) -> dict[str, float]:
         col = lambda k: [x[k] for x in r if x[k] is not None]  # noqa: E731
         return {"rho_model": round(float(np.mean(col(0))), 3), "rho_held": round(float(np.mean(col(1))), 3),
                 "onset_share": round(float(np.mean(col(2))), 3), "windows": len(col(0))}
 
-    emit({"benchmark": "curve_following", "weights": args.weights, "cfg": cfg, "guide": args.guide,
+    emit({"benchmark": "curve_following", "weights": args.weights, "cfg": cfg, "guide": args.guide, "slack": slack,
           **{k: summary(v) for k, v in rows.items()}, "machine": machine()}, f"curve_following_{args.guide}")
 
 

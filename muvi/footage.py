@@ -160,9 +160,10 @@ def clip_timeline(path: Path, seconds: float | None) -> Any:
 
 
 def evaluate_footage(generator: Any, folder: Path | str, out: Path | str, *, corpus: Any,
-                     options: Any = None, progress: Callable[[str], None] = print) -> dict[str, Any]:
+                     options: Any = None, progress: Callable[[str], None] = print, shaped: bool = True) -> dict[str, Any]:
     """Run the suite with ``generator`` (a :class:`muvi.pipeline.Generator`) on the clips in
-    ``folder``; each take goes to ``out/<clip>/`` (its roll.png is worth a look)."""
+    ``folder``; each take goes to ``out/<clip>/`` (its roll.png is worth a look). With
+    ``shaped``, each clip also gets a looped take with two hit points (the second a stop)."""
     from dataclasses import replace
 
     from muvi.music.styles import STYLES
@@ -178,6 +179,11 @@ def evaluate_footage(generator: Any, folder: Path | str, out: Path | str, *, cor
         r = res.report
         bare = generator.generate(tl, replace(options, cfg=0.0), Path(out) / f"{path.stem}.cfg0")
         rows.append(_row(path.name, r, bare.report, medians, ranges, STYLES))
+        if shaped:  # the edit's shape: a loop with a hit and a stop hit at a third and two thirds
+            secs = float(tl.duration.seconds)
+            hits = (f"{secs / 3:.3f}", f"{2 * secs / 3:.3f}:stop") if secs >= 6 * 60 / 40 else ()
+            loop = generator.generate(tl, replace(options, ending="loop", hits=hits), Path(out) / f"{path.stem}.loop")
+            rows[-1]["shaped"] = _shape_row(loop.report)
         progress(f"{path.name}: " + json.dumps({k: v for k, v in rows[-1].items() if k != "stems"}))
     return {"clips": rows, "targets": footage_targets(rows)}
 
@@ -202,7 +208,16 @@ def _row(name: str, r: dict[str, Any], bare: dict[str, Any], medians: dict[str, 
         "intensity_spearman": r["curves"].get("intensity_spearman"), "retries": r["joins"]["retries"],
         "silent_stems_left": r["joins"]["silent_stems_left"], "held_stem_bars": r["curves"].get("held_to_curve", {}).get("raised", 0)
         + r["curves"].get("held_to_curve", {}).get("lowered", 0), "stems": stems,
+        "ending": r["shape"]["ending"], "ends_on_tonic_downbeat": r["shape"]["ends_on_tonic_downbeat"],
+        "pitched_notes_past_end": r["shape"]["pitched_notes_past_end"], "sections": len(r["sections"]),
     }
+
+
+def _shape_row(r: dict[str, Any]) -> dict[str, Any]:
+    hits = r["hit_points"]
+    return {"hits": len(hits), "hits_within_1_frame": sum(abs(h["error_frames"]) <= 1 for h in hits),
+            "wrap_silent_stem_bars": r["joins"].get("wrap_silent_stem_bars"),
+            "loop_whole_bars": r["shape"]["pitched_notes_past_end"] == 0}
 
 
 def footage_targets(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -216,6 +231,7 @@ def footage_targets(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     rho = [r["intensity_spearman"] for r in rows if r["intensity_spearman"] is not None]
     keys = [r["key"] for r in rows]
+    shaped = [r["shaped"] for r in rows if "shaped" in r]
     return {
         "clips": len(rows),
         "no_stem_empty_over_10pct": sum(ok_stems(r) for r in rows),
@@ -226,6 +242,10 @@ def footage_targets(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "intensity_spearman_mean": float(np.mean(rho)) if rho else None, "intensity_spearman_clips": len(rho),
         "takes_with_retries": sum(r["retries"] > 0 for r in rows),
         "silent_stems_left": sum(r["silent_stems_left"] for r in rows),
+        "ends_on_tonic_downbeat": sum(bool(r["ends_on_tonic_downbeat"]) for r in rows),
+        "takes_with_notes_past_end": sum(r["pitched_notes_past_end"] > 0 for r in rows),
+        "hits": sum(x["hits"] for x in shaped), "hits_within_1_frame": sum(x["hits_within_1_frame"] for x in shaped),
+        "loops": len(shaped), "loops_wrap_clean": sum(x["wrap_silent_stem_bars"] == 0 for x in shaped),
     }
 
 
@@ -255,5 +275,10 @@ def footage_markdown(report: dict[str, Any]) -> list[str]:
               f"{t['distinct_keys']} distinct keys, modes {', '.join(t['modes'])}; mean intensity ρ "
               + ("—" if t["intensity_spearman_mean"] is None else f"{t['intensity_spearman_mean']:.2f}")
               + f" over {t['intensity_spearman_clips']} clips; takes with a join or silent-stem retry: "
-              f"{t['takes_with_retries']}; pitched stems left silent: {t['silent_stems_left']}."]
+              f"{t['takes_with_retries']}; pitched stems left silent: {t['silent_stems_left']}.",
+              "", f"Endings (`auto`): {t['ends_on_tonic_downbeat']} of {t['clips']} takes end with the tonic on a downbeat "
+              f"in the last bar; takes with a pitched note past the out point: {t['takes_with_notes_past_end']}. "
+              f"Looped takes with hit points (a hit at a third, a stop at two thirds): {t['hits_within_1_frame']} of "
+              f"{t['hits']} hits within ±1 frame of a downbeat; {t['loops_wrap_clean']} of {t['loops']} loops pass the "
+              "join check at the wrap (no playing stem silent in the two bars either side)."]
     return lines

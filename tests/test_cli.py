@@ -70,10 +70,13 @@ def test_generate_command_and_clip_specs(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["generate", f"{clip}@3-1", "--out", str(tmp_path / "bad"), "--weights", str(tmp_path / "w")]) == 2
     assert main(["generate", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "bad"), "--weights", str(tmp_path / "w")]) == 2
     assert main(["generate", str(clip), "--out", str(tmp_path / "bad"), "--weights", str(tmp_path / "w"), "--bpm", "0"]) == 2
-    for bad in (["--energy", "loud"], ["--energy-curve", "0:0.5,1:x"], ["--energy-curve", "0:0.5,9:0.2"]):
+    for bad, field in ((["--energy", "loud"], "energy"), (["--energy-curve", "0:0.5,1:x"], "energy"),
+                       (["--energy-curve", "0:0.5,9:0.2"], "energy"), (["--hit", "9"], "--hit"),
+                       (["--hit", "1", "--hit", "1.3"], "--hit"), (["--tail", "31"], "--tail"),
+                       (["--hit", "1:boom"], "--hit")):
         capsys.readouterr()
         assert main(["generate", f"{clip}@0.4-3", "--out", str(tmp_path / "bad"), "--weights", str(tmp_path / "w"), "--quiet",
                      *bad]) == 2
         err = capsys.readouterr().err.strip()
-        assert "energy" in err and len(err.splitlines()) == 1, err
+        assert field in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "bad").exists()

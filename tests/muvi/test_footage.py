@@ -15,7 +15,10 @@ def _row(clip: str, key: str, empty: float, ratio: float, drums: bool = True, rh
              for s in ("drums", "bass", "chords", "melody")}
     return {"clip": clip, "style": "pop", "key": key, "bars": 8, "plays_drums": drums, "cuts_on_beats": 1.0,
             "accent_hit_rate": 0.5, "in_scale_ratio": 1.0, "notes_per_bar": 16.0, "notes_per_bar_cfg0": 18.0,
-            "intensity_spearman": rho, "retries": 0, "silent_stems_left": 0, "held_stem_bars": 2, "stems": stems}
+            "intensity_spearman": rho, "retries": 0, "silent_stems_left": 0, "held_stem_bars": 2, "stems": stems,
+            "ending": "ring", "ends_on_tonic_downbeat": clip != "b.mp4", "pitched_notes_past_end": 0, "sections": 1,
+            "shaped": {"hits": 2, "hits_within_1_frame": 2 - (clip == "c.mp4"), "wrap_silent_stem_bars": 0,
+                       "loop_whole_bars": True}}
 
 
 def test_targets_count_the_clips_that_meet_each_one() -> None:
@@ -26,6 +29,8 @@ def test_targets_count_the_clips_that_meet_each_one() -> None:
     assert t["drums_in_90pct_of_bars"] == 1 and t["drum_style_clips"] == 2
     assert t["distinct_keys"] == 2 and t["modes"] == ["major", "minor"]
     assert t["intensity_spearman_mean"] == pytest.approx(0.8) and t["intensity_spearman_clips"] == 2
+    assert t["ends_on_tonic_downbeat"] == 2 and t["hits"] == 6 and t["hits_within_1_frame"] == 5
+    assert t["loops_wrap_clean"] == 3 and t["takes_with_notes_past_end"] == 0
     md = "\n".join(footage_markdown({"clips": rows, "targets": t}))
     assert "| b.mp4 | pop | A minor | 8 | 0.25 / 0.25 / 0.25 / 0.25 |" in md and "2 distinct keys" in md
 

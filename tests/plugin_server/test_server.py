@@ -172,6 +172,11 @@ def test_capabilities_and_token_file(server: MuviServer) -> None:
      "options.energy_curve"),
     (lambda r, clip: r.options.__setattr__("energy_curve", "0:0.2,999:0.5"), grpc.StatusCode.INVALID_ARGUMENT,
      "outside the timeline"),
+    (lambda r, clip: r.options.__setattr__("ending", "explode"), grpc.StatusCode.INVALID_ARGUMENT, "options.ending"),
+    (lambda r, clip: r.options.__setattr__("tail", 31), grpc.StatusCode.INVALID_ARGUMENT, "options.tail"),
+    (lambda r, clip: r.options.hits.append("999"), grpc.StatusCode.INVALID_ARGUMENT, "options.hits"),
+    (lambda r, clip: r.options.hits.extend(["1", "1.2"]), grpc.StatusCode.INVALID_ARGUMENT, "options.hits"),
+    (lambda r, clip: r.options.sections.append(999.0), grpc.StatusCode.INVALID_ARGUMENT, "options.sections"),
 ])
 def test_bad_requests_get_the_right_status_naming_the_field(server: MuviServer, clip: Path, change, code, field) -> None:  # type: ignore[no-untyped-def]
     request = pb.GenerateRequest(timeline=_timeline(clip), options=_opts(), output_name="bad")

@@ -206,3 +206,16 @@ def test_sampling_note_odds_convert_the_weighted_estimate() -> None:
     assert torch.all(x1_fewer[..., : 2 * r] <= x1_raw[..., : 2 * r] + 1e-5) and not torch.allclose(fewer, raw)
     assert torch.equal(fewer[..., 2 * r:], raw[..., 2 * r:])  # velocity plane as estimated
     assert model.config.decode_spec.onset_threshold == 0.0
+
+
+def test_prompt_masks_can_also_give_a_clean_suffix_of_whole_beats_before_each_end() -> None:
+    g = torch.Generator().manual_seed(0)
+    ends = torch.tensor([64, 48, 64, 40] * 8)
+    m = random_prompt_mask(32, 64, p=0.0, quantum=16, suffix_p=1.0, suffix_quantum=4, ends=ends, generator=g)[..., 0]
+    for row, end in zip(m, ends.tolist()):
+        on = torch.nonzero(row).flatten().tolist()
+        assert on and on[-1] == end - 1 and len(on) % 4 == 0 and len(on) <= 32 and on == list(range(on[0], end))
+    # without a suffix share, the draws (and so the prefixes) are as before
+    a = random_prompt_mask(8, 64, p=0.5, generator=torch.Generator().manual_seed(1))
+    b = random_prompt_mask(8, 64, p=0.5, suffix_p=0.0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)

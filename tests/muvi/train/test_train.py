@@ -259,3 +259,28 @@ def test_eval_caption_says_where_the_cfg_scale_came_from() -> None:
     assert _cfg_source({"cfg_sweep": {"1.0": {}}, "cfg": 1.0, "recommended_cfg": 1.0}) == "the sweep's pick"
     assert _cfg_source({"cfg_sweep": {"1.0": {}}, "cfg": 3.0, "recommended_cfg": 1.0}) == "given; the sweep picks 1.0"
     assert _cfg_source({"cfg_sweep": {}, "cfg": 1.5, "recommended_cfg": 1.5}) == "given; no CFG sweep"
+
+
+def test_texture_variation_thins_by_the_metre_and_holds_chords_through() -> None:
+    import numpy as np
+
+    from muvi.curves import music_curves
+    from muvi.music.score import Note, Score
+    from muvi.music.tempo import TempoMap
+    from muvi.train.texture import metric_level, vary_texture
+
+    assert [metric_level(s, steps_per_bar=16, steps_per_beat=4) for s in (0, 4, 2, 1)] == [3, 2, 1, 0]
+    notes = [Note(s, 36 + (s % 4 == 0) * 2, s + 1, 90, "drums") for s in range(256)]
+    notes += [Note(s, 60, s + 2, 80, "chords") for s in range(0, 256, 2)]
+    score = Score(tuple(notes), TempoMap.constant(120), 256, 4)
+    spreads = []
+    for seed in range(8):
+        out = vary_texture(score, np.random.default_rng(seed))
+        assert set(out.notes) - set(score.notes) <= {n for n in out.notes if n.stem == "chords"}  # only held chords change
+        curves = music_curves(out.notes, n_steps=256, steps_per_bar=16)
+        spreads.append(np.ptp(curves[:, 1]))
+        # a dropped chord re-attack is held: the chords sound wherever they still play
+        chords = sorted(n for n in out.notes if n.stem == "chords")
+        assert all(n.end - n.start >= 2 for n in chords)
+    flat = music_curves(score.notes, n_steps=256, steps_per_bar=16)
+    assert np.ptp(flat[:, 1]) == 0 and np.mean(spreads) > 0.3  # the drums' intensity now varies by section
