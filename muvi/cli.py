@@ -253,17 +253,61 @@ def _clip_timeline(specs: list[str]):  # type: ignore[no-untyped-def]
 
 
 def _args_timeline(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The Timeline of ``VIDEO[@IN-OUT] ...`` or ``--otio FILE`` (exactly one of them), and the
-    OTIO file's markers (none for clips)."""
+    """The Timeline of ``VIDEO[@IN-OUT] ...`` or of an editor's file (``--timeline``/``--otio``:
+    FCP 7 XML, FCPXML, EDL, Kdenlive, OTIO; ``--track`` picks the video track, ``--range`` a
+    part of it), its markers (none for clips), and the file's OTIO object (or None)."""
     from muvi.errors import InvalidInputError
 
-    if bool(args.otio) == bool(args.videos):
-        raise InvalidInputError("give either VIDEO clips or --otio TIMELINE.otio")
-    if args.otio:
-        from muvi.otio_io import read_otio_with_markers
+    source = getattr(args, "timeline", None) or args.otio
+    if bool(source) == bool(args.videos):
+        raise InvalidInputError("give either VIDEO clips or --timeline FILE (an editor's timeline: .xml, .fcpxml, "
+                                ".edl, .kdenlive or .otio)")
+    if not source:
+        return _clip_timeline(args.videos), [], None
+    from muvi.otio_io import read_editor_timeline
+    from muvi.timeline import Rate
 
-        return read_otio_with_markers(args.otio)
-    return _clip_timeline(args.videos), []
+    rate = Rate.parse(args.rate) if getattr(args, "rate", None) else None
+    timeline, markers, obj = read_editor_timeline(source, track=getattr(args, "track", None), rate=rate)
+    if getattr(args, "range", None):
+        timeline, markers = _timeline_range(timeline, markers, args.range)
+    return timeline, markers, obj
+
+
+def _timeline_range(timeline, markers, text: str):  # type: ignore[no-untyped-def]
+    """``IN-OUT`` (seconds or timecodes from the timeline's start) of a timeline, markers with it."""
+    from muvi.errors import InvalidInputError
+    from muvi.timeline import RationalTime
+
+    a, sep, b = text.partition("-")
+    if not sep:
+        raise InvalidInputError(f"--range must be IN-OUT, got {text!r}")
+    rate = timeline.rate
+    first, end = ((RationalTime.from_timecode(x, rate) if ":" in x else RationalTime.from_seconds(x.strip(), rate)).value
+                  for x in (a, b))
+    if not 0 <= first < end <= timeline.duration.value:
+        raise InvalidInputError(f"--range {text}: must lie inside the timeline (0-{float(timeline.duration.seconds):.3f} s)")
+    start = timeline.start.value
+    cut = timeline.between(start + first, start + end)
+    shift = rate.seconds(first)
+    return cut, [(n, t - shift) for n, t in markers if shift <= t < rate.seconds(end)]
+
+
+def _write_back(obj, source: Path, result, out: Path) -> Path | None:  # type: ignore[no-untyped-def]
+    """The editor's file with the stems under the picture, beside them (same format)."""
+    from muvi.otio_io import PlacedAudio, write_editor_timeline
+    from muvi.timeline import Rate
+
+    if obj is None:
+        return None
+    tl = result.report["timeline"]
+    stems = [PlacedAudio(name, path, int(tl["time_reference_samples"]), int(result.report["audio"]["samples"]))
+             for name, path in ((k[:-4], p) for k, p in result.files.items() if k.endswith(".wav") and k != "mix.wav")]
+    dest = out / f"timeline.muvi{source.suffix.lower()}"
+    rate = Rate.parse(tl["rate"])
+    drop = source.suffix.lower() == ".edl" and "DROP FRAME" in source.read_text(errors="replace").upper() \
+        and "NON-DROP" not in source.read_text(errors="replace").upper()
+    return write_editor_timeline(obj, stems, dest, rate=rate, drop_frame=drop)
 
 
 def _marker_options(args: argparse.Namespace, markers: list) -> dict[str, Any]:  # type: ignore[type-arg]
@@ -284,7 +328,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from muvi.pipeline import GenerateOptions, Generator
     from muvi.weights import load_checkpoint
 
-    timeline, markers = _args_timeline(args)
+    timeline, markers, editor_file = _args_timeline(args)
     marked = _marker_options(args, markers)
     weights = args.weights or DEFAULT_WEIGHTS
     if not (Path(weights) / "config.json").is_file():
@@ -310,12 +354,25 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     result = generator.generate(timeline, options, args.out, progress=progress)
     bar.close()
+    back = _write_back(editor_file, Path(args.timeline or args.otio or "."), result, args.out)
+    if back is not None:
+        result.files["timeline"] = back
     r = result.report
     print(f"{r['style']} in {r['key']} at {r['tempo']['bpm']:.1f} BPM; cuts on beats: "
           f"{100 * r['accent_hit_rate_cuts']:.0f}%  ({r['backend']})")
     for name, path in result.files.items():
         print(f"  {name:<12} {path}")
     return 0
+
+
+def _add_timeline_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeline", type=Path, default=None, metavar="FILE",
+                   help="an editor's timeline: Final Cut Pro 7 XML (.xml: Premiere, Resolve), FCPXML, CMX 3600 EDL, "
+                        "Kdenlive or OTIO; the result is written back beside the stems in the same format")
+    p.add_argument("--otio", type=Path, default=None, metavar="FILE", help="the same as --timeline")
+    p.add_argument("--track", default=None, metavar="NAME", help="the video track to read (default: the first)")
+    p.add_argument("--range", default=None, metavar="IN-OUT", help="only this part of the timeline (seconds or timecodes)")
+    p.add_argument("--rate", default=None, metavar="FPS", help="the frame rate of an EDL (e.g. 25 or 30000/1001)")
 
 
 def _add_shape_flags(p: argparse.ArgumentParser) -> None:
@@ -334,7 +391,7 @@ def _add_shape_flags(p: argparse.ArgumentParser) -> None:
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="music for video clips or an OTIO timeline: stems, MIDI, beats, preview")
     p.add_argument("videos", nargs="*", metavar="VIDEO[@IN-OUT]", help="clips in order; IN-OUT in seconds or timecode")
-    p.add_argument("--otio", type=Path, default=None, metavar="TIMELINE.otio")
+    _add_timeline_flags(p)
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--weights", type=Path, default=None, metavar="DIR", help="default: the shipped weights")
     p.add_argument("--style", default=None)
@@ -440,7 +497,7 @@ def _cmd_client(args: argparse.Namespace) -> int:
             if args.client_command == "cancel":
                 print(f"{args.request_id}: was {client.cancel(args.request_id)}; cancelled")
                 return 0
-            timeline, markers = _args_timeline(args)
+            timeline, markers, _ = _args_timeline(args)
             opts = pb.GenerateOptions()
             marked = _marker_options(args, markers)
             args.energy_curve = marked["energy_curve"]
@@ -487,7 +544,7 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
     csub.required = True
     g = csub.add_parser("generate", help="send clips (VIDEO[@IN-OUT]) or an OTIO timeline; print progress and stems")
     g.add_argument("videos", nargs="*", metavar="VIDEO[@IN-OUT]")
-    g.add_argument("--otio", type=Path, default=None, metavar="TIMELINE.otio")
+    _add_timeline_flags(g)
     g.add_argument("--out", required=True, metavar="NAME", help="output folder, relative to the server's output root")
     g.add_argument("--request-id", default=None)
     g.add_argument("--overwrite", action="store_true")

@@ -29,7 +29,7 @@ from muvi.timeline import AUDIO_SAMPLE_RATE, Rate, RationalTime, Segment, Timeli
 
 __all__ = ["read_otio", "write_otio", "timeline_from_otio", "timeline_to_otio", "PlacedAudio", "stems_to_otio",
            "timeline_markers", "energy_curve_from_markers", "read_otio_with_markers",
-           "shape_from_markers"]
+           "shape_from_markers", "EDITOR_FORMATS", "editor_adapter", "read_editor_timeline", "write_editor_timeline"]
 
 
 def _otio() -> Any:
@@ -275,3 +275,148 @@ def stems_to_otio(stems: Sequence[PlacedAudio], *, rate: Rate, name: str = "muvi
         track.append(otio.schema.Clip(name=s.name, media_reference=ref, source_range=ort.TimeRange(start, length)))
         out.tracks.append(track)
     return out
+
+
+# -- editors' timeline files -------------------------------------------------------------------
+
+# what each editor's file is read and written with (OpenTimelineIO's adapters, by suffix)
+EDITOR_FORMATS = {".otio": "otio_json", ".xml": "fcp_xml", ".fcpxml": "fcpx_xml", ".edl": "cmx_3600",
+                  ".kdenlive": "kdenlive"}
+
+
+def editor_adapter(path: Path | str) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in EDITOR_FORMATS:
+        raise InvalidInputError(f"{path}: unknown timeline format {suffix!r}; muvi reads "
+                                + ", ".join(f"{s} ({a})" for s, a in EDITOR_FORMATS.items()))
+    return EDITOR_FORMATS[suffix]
+
+
+def read_editor_timeline(path: Path | str, *, track: str | None = None, rate: Rate | None = None,
+                         ) -> tuple[Timeline, list[tuple[str, Fraction]], Any]:
+    """An editor's timeline file (Final Cut Pro 7 XML, FCPXML, CMX 3600 EDL, Kdenlive, OTIO):
+    the muvi :class:`Timeline` of its first (or the named) video track, its markers, and the
+    OTIO object (to write the result back into). An EDL carries no frame rate (``rate``), and
+    its clips name their media: a file of that name next to the EDL."""
+    otio = _otio()
+    path = Path(path)
+    adapter = editor_adapter(path)
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: timeline file not found")
+    if adapter == "cmx_3600" and rate is None:
+        raise InvalidInputError(f"{path}: an EDL carries no frame rate; pass --rate (e.g. 25 or 30000/1001)")
+    try:
+        obj = otio.adapters.read_from_file(str(path), adapter_name=adapter,
+                                           **({"rate": float(rate.fraction)} if adapter == "cmx_3600" else {}))
+    except Exception as exc:  # the adapters raise many unrelated types for a bad file
+        raise InvalidInputError(f"{path}: not a readable {adapter} timeline ({exc})") from exc
+    if adapter == "cmx_3600":
+        _edl_fixups(obj, path, rate)
+    if track is not None:
+        names = [t.name for t in obj.video_tracks()]
+        if track not in names:
+            raise InvalidInputError(f"{path}: no video track named {track!r} (it has {', '.join(map(repr, names))})")
+        _select_track(obj, track)
+    timeline = timeline_from_otio(obj, base_dir=path.parent.resolve(), rate=rate)
+    return timeline, timeline_markers(obj, timeline), obj
+
+
+def _select_track(obj: Any, name: str) -> None:
+    """Move the named video track first (the one :func:`timeline_from_otio` reads)."""
+    tracks = list(obj.tracks)
+    chosen = next(t for t in tracks if t.kind == "Video" and t.name == name)
+    obj.tracks[:] = [chosen] + [t for t in tracks if t is not chosen]
+
+
+_TC = r"(\d\d):(\d\d):(\d\d)[:;.](\d\d)"
+
+
+def _edl_fixups(obj: Any, path: Path, rate: Rate) -> None:
+    """OTIO's EDL reader starts the timeline at 0 and leaves media unresolved: the first event's
+    record timecode becomes the global start, and a clip named like a file next to the EDL
+    refers to that file."""
+    import re
+
+    otio = _otio()
+    text = path.read_text(errors="replace")
+    drop = "DROP FRAME" in text.upper() and "NON-DROP" not in text.upper()
+    first = re.search(rf"^\d+\s+\S+\s+V\S*\s+\S+\s+{_TC}\s+{_TC}\s+{_TC}", text, re.M)
+    if first:
+        tc = ":".join(first.groups()[8:11]) + (";" if drop else ":") + first.groups()[11]
+        frames = RationalTime.from_timecode(tc, rate).value
+        obj.global_start_time = otio.opentime.RationalTime(frames, float(rate.fraction))
+    for clip in obj.find_clips():
+        ref = clip.media_reference
+        if not isinstance(ref, otio.schema.ExternalReference) or not ref.target_url:
+            candidate = path.parent / (clip.name or "")
+            if clip.name and candidate.is_file():
+                clip.media_reference = otio.schema.ExternalReference(
+                    target_url=otio.url_utils.url_from_filepath(str(candidate.resolve())))
+
+
+def write_editor_timeline(obj: Any, stems: Sequence[PlacedAudio], path: Path | str, *, rate: Rate,
+                          drop_frame: bool = False) -> Path:
+    """The editor's timeline with the stems under the picture, in the file's own format: one
+    audio track per stem (``muvi <stem>``), each clip starting at the record frame its
+    TimeReference names. Written atomically."""
+    from muvi.fileio import atomic_path
+
+    otio = _otio()
+    path = Path(path)
+    adapter = editor_adapter(path)
+    if adapter == "cmx_3600":
+        text = _stems_edl(obj, stems, rate=rate, drop=drop_frame)
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(text)
+        return path
+    out = obj.deepcopy()
+    ort = otio.opentime
+    r = float(rate.fraction)
+    gst = 0 if out.global_start_time is None else round(out.global_start_time.rescaled_to(r).value)
+    for s in stems:
+        start = round(Fraction(s.time_reference) * rate.fraction / s.sample_rate)
+        length = round(Fraction(s.samples) * rate.fraction / s.sample_rate)
+        if start < gst:
+            raise InvalidInputError(f"stem {s.name} starts before the timeline ({start} < {gst} frames)")
+        track = otio.schema.Track(name=f"muvi {s.name}", kind=otio.schema.TrackKind.Audio)
+        if start > gst:
+            track.append(otio.schema.Gap(source_range=ort.TimeRange(ort.RationalTime(0, r), ort.RationalTime(start - gst, r))))
+        ref = otio.schema.ExternalReference(target_url=otio.url_utils.url_from_filepath(str(Path(s.path).resolve())),
+                                            available_range=ort.TimeRange(ort.RationalTime(0, r), ort.RationalTime(length, r)))
+        track.append(otio.schema.Clip(name=Path(s.path).name, media_reference=ref,
+                                      source_range=ort.TimeRange(ort.RationalTime(0, r), ort.RationalTime(length, r))))
+        out.tracks.append(track)
+    try:
+        text = otio.adapters.write_to_string(out, adapter_name=adapter)
+    except Exception as exc:  # an adapter that cannot write this timeline
+        raise InvalidInputError(f"the {adapter} adapter cannot write the result at {float(rate.fraction):.3f} fps "
+                                f"({type(exc).__name__}: {exc}); use another format (e.g. FCP 7 XML)") from exc
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+    return path
+
+
+def _stems_edl(obj: Any, stems: Sequence[PlacedAudio], *, rate: Rate, drop: bool) -> str:
+    """A CMX 3600 EDL: the picture's events as read, then one audio event per stem on channels
+    A, A2, A3, A4… at its record frames (OTIO's EDL writer takes one video track only)."""
+    r = float(rate.fraction)
+    gst = 0 if obj.global_start_time is None else round(obj.global_start_time.rescaled_to(r).value)
+    tc = lambda f: RationalTime(f, rate).to_timecode(drop_frame=drop)  # noqa: E731
+    lines = [f"TITLE: {obj.name or 'muvi'}", f"FCM: {'DROP FRAME' if drop else 'NON-DROP FRAME'}", ""]
+    n = 0
+    for clip in list(obj.video_tracks())[0].find_clips():
+        n += 1
+        src = clip.source_range
+        rec = clip.range_in_parent()
+        a, d = round(src.start_time.rescaled_to(r).value), round(src.duration.rescaled_to(r).value)
+        ra = gst + round(rec.start_time.rescaled_to(r).value)
+        lines += [f"{n:03d}  AX       V     C        {tc(a)} {tc(a + d)} {tc(ra)} {tc(ra + d)}",
+                  f"* FROM CLIP NAME: {clip.name}"]
+    for k, s in enumerate(stems):
+        n += 1
+        start = round(Fraction(s.time_reference) * rate.fraction / s.sample_rate)
+        length = round(Fraction(s.samples) * rate.fraction / s.sample_rate)
+        channel = "A" if k == 0 else f"A{k + 1}"
+        lines += [f"{n:03d}  AX       {channel:<5} C        {tc(0)} {tc(length)} {tc(start)} {tc(start + length)}",
+                  f"* FROM CLIP NAME: {Path(s.path).name}"]
+    return "\n".join(lines) + "\n"

@@ -68,7 +68,7 @@ from muvi.render import AUDIO_SAMPLE_RATE, LoudnessOptions, SynthOptions, render
 from muvi.shape import (ENDINGS, RELEASE_S, EditShape, Hit, Section, cadence_notes, check_hits, check_tail,
                         choose_ending, form_offsets, parse_hit, plan_sections, shape_notes)
 from muvi.sync import BeatPlan, PlanAccent, accent_report, fit_hits, loop_tempo, plan_beats
-from muvi.timeline import RationalTime, Segment, Timeline, TimeRange
+from muvi.timeline import Timeline
 from muvi.video import Frames, check_timeline, decode_timeline
 
 __all__ = ["GenerateOptions", "GenerationResult", "Generator", "window_spans", "STAGES", "ALL_STEMS", "BPM_RANGE",
@@ -792,7 +792,7 @@ def refine_cut_times(timeline: Timeline, accents: list[Accent], exact: set[int],
             out.append(a)
             continue
         try:
-            pics = [sf.image for sf in iter_frames(_window(timeline, first, last), fps=rate.fraction, size=(32, 32))]
+            pics = [sf.image for sf in iter_frames(timeline.between(first, last + 1), fps=rate.fraction, size=(32, 32))]
         except MuviError:
             out.append(a)
             continue
@@ -800,18 +800,3 @@ def refine_cut_times(timeline: Timeline, accents: list[Accent], exact: set[int],
         k = int(np.argmax(d[1:])) + 1 if len(pics) > 1 else 0
         out.append(Accent(a.index, rate.seconds(first + k) - t0, a.strength, a.kind))
     return out
-
-
-def _window(timeline: Timeline, first: int, last: int) -> Timeline:
-    """The part of ``timeline`` from record frame ``first`` to ``last`` inclusive."""
-    segs = []
-    for seg in timeline.segments:
-        a, b = max(first, seg.record_start.value), min(last + 1, seg.record.end.value)
-        if a >= b:
-            continue
-        offset = RationalTime(a - seg.record_start.value, timeline.rate).rescaled(seg.source.rate)
-        dur = RationalTime(b - a, timeline.rate).rescaled(seg.source.rate)
-        if dur.value < 1:
-            continue
-        segs.append(Segment(seg.media, TimeRange(seg.source.start + offset, dur), RationalTime(a, timeline.rate)))
-    return Timeline(timeline.rate, tuple(segs))

@@ -457,5 +457,22 @@ class Timeline:
                 return i
         return None
 
+    def between(self, first: int, end: int) -> "Timeline":
+        """The part from record frame ``first`` to ``end`` (exclusive): segments trimmed to it."""
+        segs = []
+        for seg in self.segments:
+            a, b = max(first, seg.record_start.value), min(end, seg.record.end.value)
+            if a >= b:
+                continue
+            offset = RationalTime(a - seg.record_start.value, self.rate).rescaled(seg.source.rate)
+            dur = RationalTime(b - a, self.rate).rescaled(seg.source.rate)
+            if dur.value < 1:
+                continue
+            segs.append(Segment(seg.media, TimeRange(seg.source.start + offset, dur), RationalTime(a, self.rate),
+                                name=seg.name))
+        if not segs:
+            raise InvalidInputError(f"no picture between record frames {first} and {end}")
+        return Timeline(self.rate, tuple(segs), name=self.name)
+
     def with_segments(self, segments: Sequence[Segment]) -> "Timeline":
         return replace(self, segments=tuple(segments))
