@@ -255,15 +255,18 @@ def cadence_notes(shape: EditShape, *, mode: str, stems: Sequence[str], drums: b
     end = f + 2 if shape.ending == "button" else max(f + 1, min(n_steps, shape.release_step))
     v_main, v_pre = (70, 60) if soft else (104, 92)
     chords = {"dominant": (55, 59 if mode != "minor" else 58, 62), "tonic": (60, 60 + third, 67)}
+    pre = f > fill  # a take that ends on its first step has no beat before its final event
+    half = fill + max(1, (f - fill) // 2)
     out: list[Note] = []
     if "bass" in stems:
-        out += [Note(fill, 43, f, v_pre, "bass"), Note(f, 36, end, v_main, "bass")]
+        out += ([Note(fill, 43, f, v_pre, "bass")] if pre else []) + [Note(f, 36, end, v_main, "bass")]
     if "chords" in stems:
-        out += [Note(fill, p, f, v_pre, "chords") for p in chords["dominant"]]
+        out += [Note(fill, p, f, v_pre, "chords") for p in chords["dominant"]] if pre else []
         out += [Note(f, p, end, v_main, "chords") for p in chords["tonic"]]
     if "melody" in stems:
-        out += [Note(fill, 74, fill + spb // 2, v_pre, "melody"), Note(fill + spb // 2, 71, f, v_pre, "melody"),
-                Note(f, 72, end, v_main, "melody")]
+        if pre:
+            out += [Note(fill, 74, half, v_pre, "melody")] + ([Note(half, 71, f, v_pre, "melody")] if half < f else [])
+        out += [Note(f, 72, end, v_main, "melody")]
     if drums and "drums" in stems:
         out += drum_fill(fill, f, soft=soft)
         out += [Note(f, KICK, f + 1, ACCENT_VELOCITY, "drums"), Note(f, CRASH, f + 1, ACCENT_VELOCITY, "drums")]

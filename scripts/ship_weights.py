@@ -63,11 +63,19 @@ def main() -> None:
     ap.add_argument("--final", type=Path, required=True)
     ap.add_argument("--eval", type=Path, required=True, help="eval.json of `muvi eval` on --final")
     ap.add_argument("--out", type=Path, default=Path("weights/muvi"))
+    ap.add_argument("--default-cfg", type=float, default=None,
+                    help="ship this CFG instead of the evaluation's pick (say why with --why; it is recorded)")
+    ap.add_argument("--why", default="", help="the reason for --default-cfg (kept in recipe.default_cfg_reason)")
     args = ap.parse_args()
+    if args.default_cfg is not None and not args.why:
+        ap.error("--default-cfg needs --why")
     model, meta = load_checkpoint(args.final)
     report = json.loads(args.eval.read_text())
     recipe = dict(meta.get("recipe", {}))
     recipe["default_cfg"] = float(report["recommended_cfg"])
+    recipe["default_cfg_reason"] = f"the evaluation's pick on held-out synthetic pairs ({args.eval.name})"
+    if args.default_cfg is not None:
+        recipe["default_cfg"], recipe["default_cfg_reason"] = args.default_cfg, args.why
     if report.get("calibration"):  # the sampling note odds the evaluation calibrated and measured with
         model.with_note_odds(report["note_odds"])
     recipe["trained"] = _training_facts(args.final.parent, list(recipe.get("stages", [])))

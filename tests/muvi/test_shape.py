@@ -99,3 +99,9 @@ def test_shape_notes_end_stop_and_accent() -> None:
     untouched, _ = shape_notes(notes, _shape(ending="none", final_step=None, release_step=1 << 30),
                                stems=("drums", "bass", "chords", "melody"), drums=True)
     assert sorted(untouched) == sorted(notes)
+
+
+def test_a_take_that_ends_on_its_first_step_still_gets_its_tonic() -> None:
+    shape = _shape(final_step=0, release_step=6, out_step=Fraction(8))
+    notes = cadence_notes(shape, mode="major", stems=("drums", "bass", "chords", "melody"), drums=True, n_steps=16)
+    assert notes and all(n.start == 0 for n in notes) and {n.pitch % 12 for n in notes if n.stem == "chords"} == {0, 4, 7}
