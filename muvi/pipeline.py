@@ -280,7 +280,7 @@ def plan_stage(decoded: Decoded, analysis: Analysis, options: GenerateOptions, *
         anchors = sorted(anchors + [duration])
     else:
         tempo = beats.tempo.with_downbeat_at_zero()
-    tempo, landings = fit_hits(tempo, anchors, tolerance=tol)
+    tempo, landings = fit_hits(tempo, anchors, tolerance=tol, shift=ending != "loop")
     key, key_why = choose_key(analysis.look, pinned=options.key, style_minor_share=STYLES[style].minor_share)
     mood, mood_why = choose_mood(analysis.look, style=style, mode=key.mode, given=options.mood)
     spb, bar = steps_per_beat, steps_per_beat * options.meter
@@ -306,12 +306,18 @@ def plan_stage(decoded: Decoded, analysis: Analysis, options: GenerateOptions, *
 def _edit_shape(ending: str, why: str, *, tempo: TempoMap, duration: Fraction, tail: float, spb: int, bar: int,
                 hits: Sequence[tuple[Any, Hit]], sections: Sequence[Section], rate: Any) -> EditShape:
     out_step = tempo.beat_at(duration) * spb
+    first = math.ceil(tempo.beat_at(0) * spb)  # the first step in the picture
     final: int | None = None
     if ending in ("ring", "fade"):  # the last downbeat with a beat to ring in (any, with a tail)
         room = 0 if tail > 0 else spb
-        final = max(0, math.floor((out_step - room - Fraction(1, 1000)) / bar) * bar)
+        final = math.floor((out_step - room - Fraction(1, 1000)) / bar) * bar
+        if final < first + bar:  # no bar of music before it: a take this short ends on its last beat
+            final = math.floor((out_step - room - Fraction(1, 1000)) / spb) * spb
+            why += "; under two bars long, it ends on the last beat rather than a downbeat"
     elif ending == "button":  # the last beat with room for the stab
-        final = max(0, math.floor((out_step - 2) / spb) * spb)
+        final = math.floor((out_step - 2) / spb) * spb
+    if final is not None and final < first + spb:  # not even a beat of music before it
+        final, why = None, why + "; too short for an ending (under two beats): it stops at the out point"
     if ending in ("ring", "fade", "button"):
         release = math.floor(tempo.beat_at(duration + Fraction(tail) - Fraction(RELEASE_S).limit_denominator(1000)) * spb)
         release = max(release, (final or 0) + 1)
@@ -612,7 +618,8 @@ class Generator:
         return Sampled(tokens[: plan.n_steps], joins, t_cond)
 
     def _ending_suffix(self, plan: Plan, options: GenerateOptions, cond: Conditioning) -> np.ndarray | None:
-        """(n_model - suffix_start, F) tokens of the planned cadence, or None."""
+        """(n_steps - suffix_start, F) tokens of the planned cadence (to the end of the bar that
+        holds the out point: a short timeline's padding past it stays free), or None."""
         start = plan.shape.suffix_start
         if start is None:
             return None
@@ -620,7 +627,7 @@ class Generator:
         notes = cadence_notes(plan.shape, mode=plan.key.mode, stems=options.stems, drums=plan.drums,
                               n_steps=plan.n_model)
         rel = [Note(n.start - start, n.pitch, n.end - start, n.velocity, n.stem) for n in notes if n.start >= start]
-        return spec.to_tokens(spec.encode(rel, plan.n_model - start)).astype(np.float32)
+        return spec.to_tokens(spec.encode(rel, plan.n_steps - start)).astype(np.float32)
 
     def _sample_windows(
         self, cond: Conditioning, options: GenerateOptions, *, plan: Plan, user_prompt: Score | None,
@@ -664,11 +671,12 @@ class Generator:
             last = k == len(spans) - 1
             if last and loop and (k > 0 or loop_from is not None):
                 source = tokens if loop_from is None else loop_from
-                wrap = source[np.arange(s1 - max(s0, n_real)) % n_real]
+                wrap = source[np.arange(min(s1 - max(s0, n_real), LOOP_BEATS * plan.steps_per_beat)) % n_real]
                 ptok, pmask = with_suffix(ptok, pmask, wrap, start=max(s0, n_real) - s0)
             elif last and suffix is not None and plan.shape.suffix_start is not None:
                 start = max(plan.shape.suffix_start, s0 + keep) - s0
-                ptok, pmask = with_suffix(ptok, pmask, suffix[start + s0 - plan.shape.suffix_start:], start=start)
+                part = suffix[start + s0 - plan.shape.suffix_start:][: n - start]
+                ptok, pmask = with_suffix(ptok, pmask, part, start=start)
             prompt, mask = torch.from_numpy(ptok)[None], torch.from_numpy(pmask)[None]
 
             def step_progress(i: int, total: int, k: int = k) -> None:

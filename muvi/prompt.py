@@ -134,13 +134,14 @@ def continuation_prompt(previous: np.ndarray, *, overlap_steps: int, n_steps: in
 
 
 def with_suffix(tokens: np.ndarray, mask: np.ndarray, suffix: np.ndarray, *, start: int) -> tuple[np.ndarray, np.ndarray]:
-    """A window's prompt (tokens (T, F), mask (T, 1)) with ``suffix`` (tokens (T - start, F))
-    given clean from step ``start`` to its end: an ending planned before sampling
-    (:mod:`muvi.shape`), or, for a loop, the take's own start."""
-    if not 0 <= start <= tokens.shape[0] or suffix.shape != (tokens.shape[0] - start, tokens.shape[1]):
+    """A window's prompt (tokens (T, F), mask (T, 1)) with ``suffix`` (tokens (L, F)) given
+    clean over steps ``[start, start + L)``: an ending planned before sampling
+    (:mod:`muvi.shape`), or, for a loop, the take's own start. It ends the timeline's music;
+    steps after it (a short timeline's padding) stay free and are cut afterwards."""
+    if not 0 <= start <= tokens.shape[0] or start + suffix.shape[0] > tokens.shape[0] or suffix.shape[1:] != tokens.shape[1:]:
         raise InvalidInputError(f"a suffix of {suffix.shape[0]} steps from step {start} does not fit a window of "
                                 f"{tokens.shape[0]}")
     tokens, mask = tokens.copy(), mask.copy()
-    tokens[start:] = suffix
-    mask[start:] = 1.0
+    tokens[start:start + suffix.shape[0]] = suffix
+    mask[start:start + suffix.shape[0]] = 1.0
     return tokens, mask

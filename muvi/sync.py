@@ -270,7 +270,10 @@ def accent_report(plan: BeatPlan, accents: Sequence[PlanAccent], tol: Fraction) 
 
 # -- hit points ------------------------------------------------------------------------------
 
-HIT_MAX_CHANGE = 0.15  # a hit may bend the bars before it by this much (cuts: max_change, 8 %)
+# a hit may bend the bars before it by this much (cuts: max_change, 8 %): hits are the editor's
+# sync points and must land; two hits 1.7 bars apart (a third and two thirds of a 10 s clip at
+# 120 BPM) need 20 % over the two bars between them
+HIT_MAX_CHANGE = 0.25
 HIT_RAMP_BARS = (1, 2, 3, 4)  # how many bars before a hit take up the bend
 # shifting the whole grid moves every cut before the first hit off its beat: it counts as a
 # 3 % tempo change, so a gentler ramp that keeps them wins over it
@@ -286,12 +289,13 @@ class HitLanding:
 
 
 def fit_hits(tempo: TempoMap, hits: Sequence[Fraction], *, tolerance: Fraction,
-             max_change: float = HIT_MAX_CHANGE) -> tuple[TempoMap, list[HitLanding]]:
+             max_change: float = HIT_MAX_CHANGE, shift: bool = True) -> tuple[TempoMap, list[HitLanding]]:
     """Bend ``tempo`` (beat 0 a downbeat, see :meth:`TempoMap.with_downbeat_at_zero`) so each hit
     falls exactly on a downbeat: hits are stronger than cuts. For each hit in time order the
     nearest downbeats are tried, each reached by stretching the 1–4 bars before it to one tempo
     (within ``max_change`` of theirs, and never before the previous hit's downbeat); the first
-    hit may instead shift the whole grid. The least change wins, then the shortest ramp. A hit
+    hit may instead shift the whole grid (``shift``; a loop's grid must keep its downbeat at the
+    start). The least change wins, then the shortest ramp. A hit
     no candidate reaches keeps the nearest downbeat and is reported with its error."""
     if tempo.downbeat != 0:
         raise ValueError("fit_hits needs a map whose beat 0 is a downbeat")
@@ -304,7 +308,7 @@ def fit_hits(tempo: TempoMap, hits: Sequence[Fraction], *, tolerance: Fraction,
         for d in (near - bpb, near, near + bpb):
             if d <= floor and out:
                 continue
-            for change, ramp, cand in _hit_candidates(tempo, h, d, floor, bpb, max_change, first=not out):
+            for change, ramp, cand in _hit_candidates(tempo, h, d, floor, bpb, max_change, first=shift and not out):
                 if best is None or (change, ramp) < best[:2]:
                     best = (change, ramp, cand, d)
         if best is not None:

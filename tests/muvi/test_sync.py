@@ -114,8 +114,8 @@ def test_hits_land_exactly_on_downbeats_and_a_hopeless_one_is_reported() -> None
         assert lnd.landed and fitted.time_at(lnd.beat) == lnd.time and fitted.is_downbeat(lnd.beat)
     assert not landings[2].landed and abs(float(landings[2].error)) > 0.5  # 0.67 s after a hit: no downbeat there
     assert fitted.origin <= 0
-    # the bend stays gentle: no tempo over 15 % away from the plan's
-    assert all(abs(float(c.bpm) / 120 - 1) <= 0.15 for c in fitted.changes)
+    # the bend stays bounded: no tempo over 25 % away from the plan's
+    assert all(abs(float(c.bpm) / 120 - 1) <= 0.25 for c in fitted.changes)
 
 
 def test_loop_tempo_fills_the_take_with_whole_bars() -> None:
