@@ -108,7 +108,7 @@ def check_tail(tail: float, *, field: str = "--tail") -> float:
 @dataclass(frozen=True)
 class Section:
     start_bar: int
-    label: str  # intro, build, peak, verse, outro
+    label: str  # intro, verse, build, chorus, peak, outro
     reason: str  # picture energy change, cut rate change, marker, form
 
     def to_json(self, bar_time: Any) -> dict[str, Any]:
@@ -166,11 +166,13 @@ def plan_sections(energy: np.ndarray, cuts_per_bar: np.ndarray, *, n_bars: int,
 
 
 def _label(starts: list[tuple[int, str]], energy: np.ndarray, n_bars: int) -> list[Section]:
+    """intro and outro at the ends (three sections or more); the most energetic section between
+    them is the peak (on a tie, the one nearest two thirds of the way through, where a form
+    usually peaks); a section followed by a clearly livelier one is a build; the others are a
+    chorus when lively, a verse when calm."""
     edges = [b for b, _ in starts] + [n_bars]
     means = [float(energy[a:z].mean()) if z > a else 0.5 for a, z in zip(edges, edges[1:])]
     n = len(starts)
-    # the peak: the most energetic section between the intro and the outro (on a tie, the one
-    # nearest two thirds of the way through, where a form usually peaks)
     middle = range(1, n - 1) if n >= 3 else range(n)
     peak = max(middle, key=lambda i: (round(means[i], 2), -abs(i - 2 * (n - 1) / 3))) if n else 0
     out = []
@@ -181,15 +183,15 @@ def _label(starts: list[tuple[int, str]], energy: np.ndarray, n_bars: int) -> li
             label = "outro"
         elif i == peak and n >= 2:
             label = "peak"
-        elif i < peak and n >= 3:
+        elif i + 1 < n and means[i + 1] - means[i] >= 0.15:
             label = "build"
         else:
-            label = "verse"
+            label = "chorus" if means[i] >= 0.6 else "verse"
         out.append(Section(b, label, why))
     return out
 
 
-FORM_SHIFT = {"intro": -0.15, "build": 0.0, "peak": 0.12, "verse": 0.0, "outro": -0.15}
+FORM_SHIFT = {"intro": -0.15, "build": 0.0, "peak": 0.12, "chorus": 0.06, "verse": -0.04, "outro": -0.15}
 
 
 def form_offsets(sections: Sequence[Section], n_bars: int) -> np.ndarray:
