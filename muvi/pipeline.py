@@ -184,6 +184,7 @@ class Analysis:
     motion: np.ndarray  # (T,)
     cuts: tuple[int, ...]  # sample index of each cut
     look: Look
+    damaged: tuple[tuple[float, float], ...] = ()  # seconds of damaged video concealed in decoding
 
 
 @dataclass(frozen=True)
@@ -260,7 +261,7 @@ def analyse_stage(decoded: Decoded) -> Analysis:
     motion = motion_curve(small, list(cuts))
     minutes = max(1e-6, float(timeline.duration.seconds) / 60.0)
     look = picture_look(small, motion=motion, cuts_per_minute=len(cuts) / minutes)
-    return Analysis(small, tuple(accents), motion, cuts, look)
+    return Analysis(small, tuple(accents), motion, cuts, look, frames.damaged)
 
 
 def plan_stage(decoded: Decoded, analysis: Analysis, options: GenerateOptions, *, steps_per_beat: int,
@@ -501,6 +502,7 @@ def _report(timeline: Timeline, options: GenerateOptions, analysis: Analysis, pl
             "segments": len(timeline.segments), "time_reference_samples": start_sample, "samples": n_samples},
         "tempo": {"bpm": plan.beats.bpm, "changes": len(tempo.changes) - 1, "beats_per_bar": tempo.beats_per_bar},
         "joins": sampled.joins, "shape": music.shape, "sections": music.shape["sections"],
+        "damaged_video_s": [list(r) for r in analysis.damaged],
         "hit_points": music.shape["hit_points"],
         "accent_hit_rate_cuts": accent_hit_rate([a.time for a in analysis.accents if a.kind == "cut"],
                                                 tempo.beat_times(duration), frame_rate=timeline.rate.fraction),
@@ -543,7 +545,10 @@ class Generator:
         *,
         progress: Callable[[str, float], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> GenerationResult:
+        """Run the stages; ``progress(stage, fraction)`` as they go, ``warn(message)`` for what
+        the user should know but did not stop the job (damaged frames concealed)."""
         out_dir = Path(out_dir)
         timings: dict[str, float] = {}
         prog = progress or (lambda s, f: None)
@@ -559,6 +564,9 @@ class Generator:
 
         self._check_window(options)
         decoded = stage("decode", lambda: decode_stage(timeline, options, progress=lambda f: prog("decode", f)))
+        if decoded.frames.damaged and warn is not None:
+            warn("damaged video concealed (the last good frame repeated) at "
+                 + ", ".join(f"{a:.3f}-{b:.3f} s" for a, b in decoded.frames.damaged[:6]))
         analysis = stage("analysis", lambda: analyse_stage(decoded))
         plan = stage("plan", lambda: plan_stage(decoded, analysis, options, steps_per_beat=self.model.config.roll.steps_per_beat,
                                                 drums_asked=self._drums_asked))

@@ -18,7 +18,8 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from fractions import Fraction
 from typing import Any, Callable, Iterator, Sequence
 
@@ -66,6 +67,8 @@ class Frames:
     segments: np.ndarray  # (T,) int64, segment index or -1 in a gap
     cut_indices: tuple[int, ...]  # first sample of every shot after the first
     fps: Fraction
+    # record-time ranges (seconds) where damaged packets were concealed by the last good frame
+    damaged: tuple[tuple[float, float], ...] = ()
 
     def __len__(self) -> int:
         return len(self.times)
@@ -116,23 +119,55 @@ def _converter(size: tuple[int, int] | None, rotation: int) -> Callable[[Any], n
     return convert
 
 
-def _timed(container: Any, vs: Any, origin: Fraction, seek_pts: int | None) -> Iterator[tuple[Fraction, Any]]:
-    """Decoded frames of ``vs`` with exact pts seconds (continuing timestamps where missing)."""
+MAX_DAMAGE = 0.02  # the share of a segment's frames that may be concealed before it is refused
+
+
+@dataclass
+class Damage:
+    """Packets a decode could not use (concealed: the last good frame stays on screen)."""
+
+    good: int = 0
+    bad: list[Fraction] = field(default_factory=list)  # pts seconds of each damaged packet
+    reason: str = ""
+
+    @property
+    def share(self) -> float:
+        return len(self.bad) / max(1, self.good + len(self.bad))
+
+
+def _timed(container: Any, vs: Any, origin: Fraction, seek_pts: int | None,
+           damage: Damage | None = None) -> Iterator[tuple[Fraction, Any]]:
+    """Decoded frames of ``vs`` with exact pts seconds (continuing timestamps where missing).
+    Packets are decoded one by one: one that FFmpeg cannot decode is skipped and counted in
+    ``damage`` (without it, the error propagates)."""
+    av = _av()
     tb = Fraction(vs.time_base)
     if seek_pts is not None:
         container.seek(seek_pts, stream=vs, backward=True, any_frame=False)
     last: Fraction | None = None
     step = Fraction(1) / Fraction(vs.guessed_rate or vs.average_rate or 25)
-    for frame in container.decode(vs):
-        t = Fraction(frame.pts) * tb if frame.pts is not None else (origin if last is None else last + step)
-        if last is not None and t > last:
-            step = t - last
-        last = t
-        yield t, frame
+    for packet in container.demux(vs):
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError as exc:  # damaged data, not a broken decoder or a full memory
+            if damage is None:
+                raise
+            at = Fraction(packet.pts) * tb if packet.pts is not None else (origin if last is None else last + step)
+            damage.bad.append(at)
+            damage.reason = damage.reason or ffmpeg_reason(exc)
+            continue
+        for frame in frames:
+            t = Fraction(frame.pts) * tb if frame.pts is not None else (origin if last is None else last + step)
+            if last is not None and t > last:
+                step = t - last
+            last = t
+            if damage is not None:
+                damage.good += 1
+            yield t, frame
 
 
 def _frames_from(
-    container: Any, vs: Any, origin: Fraction, first_pts: int, target: Fraction
+    container: Any, vs: Any, origin: Fraction, first_pts: int, target: Fraction, damage: Damage | None = None
 ) -> Iterator[tuple[Fraction, Any]]:
     """Timed frames starting at the keyframe at or before ``target`` (pts seconds).
 
@@ -142,9 +177,9 @@ def _frames_from(
     tb = Fraction(vs.time_base)
     nominal = Fraction(1) / Fraction(vs.guessed_rate or vs.average_rate or 25)
     if target <= origin + nominal:
-        yield from _timed(container, vs, origin, None)
+        yield from _timed(container, vs, origin, None, damage)
         return
-    it = _timed(container, vs, origin, math.floor(target / tb))
+    it = _timed(container, vs, origin, math.floor(target / tb), damage)
     first = next(it, None)
     if first is not None and first[0] <= target:
         yield first
@@ -152,7 +187,7 @@ def _frames_from(
         return
     it.close()
     log.debug("seek overshoot in %s; decoding from the start", container.name)
-    yield from _timed(container, vs, origin, first_pts)
+    yield from _timed(container, vs, origin, first_pts, damage)
 
 
 def decode_segment(
@@ -161,8 +196,15 @@ def decode_segment(
     *,
     size: tuple[int, int] | None = None,
     fast: bool = True,
+    damaged: list[tuple[Fraction, Fraction]] | None = None,
+    max_damage: float = MAX_DAMAGE,
 ) -> Iterator[np.ndarray]:
     """Yield the image shown at each of ``source_times`` (seconds from the media's first frame).
+
+    A packet FFmpeg cannot decode is concealed (the last good frame stays on screen, as every
+    editor plays such a file) while at most ``max_damage`` of the decoded frames are lost; the
+    damaged source ranges go to ``damaged``. Beyond that share the segment is refused, naming
+    how much was damaged.
 
     ``source_times`` must be non-decreasing. Frames are decoded once, in order, from the
     keyframe at or before the first instant; only the frames actually shown are scaled and
@@ -187,7 +229,8 @@ def decode_segment(
         origin = Fraction(first_pts) * tb
         nominal = Fraction(1) / Fraction(vs.guessed_rate or vs.average_rate or 25)
         targets = [origin + s for s in source_times]
-        frames = _frames_from(container, vs, origin, first_pts, targets[0])
+        damage = Damage()
+        frames = _frames_from(container, vs, origin, first_pts, targets[0], damage)
         convert: Callable[[Any], np.ndarray] | None = None
         i = 0
         prev: Any = None
@@ -206,13 +249,14 @@ def decode_segment(
                     yield prev_img
                     i += 1
                 if i == len(targets):
-                    return
+                    break
                 if prev_t is not None and t > prev_t:
                     frame_dur = t - prev_t
                 prev, prev_t, prev_img = frame, t, None
         except av.error.FFmpegError as exc:
             at = float(prev_t - origin) if prev_t is not None else 0.0
             raise MediaError(path, f"video undecodable at {at:.3f} s ({ffmpeg_reason(exc)})") from exc
+        _check_damage(path, damage, origin, frame_dur, max_damage, damaged)
         if prev is None or convert is None:
             raise MediaError(path, "video stream has no decodable frame in the requested range")
         assert prev_t is not None
@@ -233,6 +277,26 @@ def decode_segment(
         container.close()
 
 
+def _check_damage(path: Path, damage: Damage, origin: Fraction, frame_dur: Fraction, max_damage: float,
+                  damaged: list[tuple[Fraction, Fraction]] | None) -> None:
+    if not damage.bad:
+        return
+    ranges: list[list[Fraction]] = []
+    for t in sorted(damage.bad):
+        t -= origin
+        if ranges and t <= ranges[-1][1] + 2 * frame_dur:
+            ranges[-1][1] = t + frame_dur
+        else:
+            ranges.append([t, t + frame_dur])
+    where = ", ".join(f"{float(a):.3f}-{float(b):.3f} s" for a, b in ranges[:4]) + (" …" if len(ranges) > 4 else "")
+    if damage.share > max_damage:
+        raise MediaError(path, f"video damaged: {100 * damage.share:.1f} % of its frames undecodable ({where}; "
+                               f"{damage.reason}), more than the {100 * max_damage:g} % muvi conceals")
+    log.warning("%s: concealed %d damaged packets (%s)", path, len(damage.bad), where)
+    if damaged is not None:
+        damaged.extend((a, b) for a, b in ranges)
+
+
 def _as_timeline(source: Timeline | Segment) -> Timeline:
     """A lone segment is a timeline of one segment at its record rate."""
     return source if isinstance(source, Timeline) else Timeline(source.record_start.rate, (source,))
@@ -244,8 +308,10 @@ def iter_frames(
     fps: Fraction | int = DEFAULT_FPS,
     size: tuple[int, int] | None = (224, 224),
     fast: bool = True,
+    damaged: list[tuple[float, float]] | None = None,
 ) -> Iterator[SampledFrame]:
     """Yield the frame shown at every sample instant of ``timeline`` (black in gaps).
+    Concealed damage (see :func:`decode_segment`) goes to ``damaged`` as record-time seconds.
 
     ``size`` is the (width, height) of the returned images in display orientation, ``None``
     for the native size (then every segment must share one display size). ``fast``: see
@@ -278,8 +344,13 @@ def iter_frames(
             continue
         seg = timeline.segments[s]
         src = [seg.source_seconds_at(times[k]) for k in ks]
-        for k, st, img in zip(ks, src, decode_segment(seg, src, size=size, fast=fast)):
-            yield SampledFrame(k, times[k], img, s, st)
+        hurt: list[tuple[Fraction, Fraction]] = []
+        # run the decoder to its end (not zip): its damage check comes after the last image
+        for j, img in enumerate(decode_segment(seg, src, size=size, fast=fast, damaged=hurt)):
+            yield SampledFrame(ks[j], times[ks[j]], img, s, src[j])
+        if damaged is not None:
+            offset = seg.record_start.seconds - seg.source.start_seconds - timeline.start.seconds
+            damaged.extend((round(float(a + offset), 4), round(float(b + offset), 4)) for a, b in hurt)
 
 
 def decode_timeline(
@@ -297,7 +368,8 @@ def decode_timeline(
     n = len(times)
     images: np.ndarray | None = None
     segments = np.full((n,), -1, np.int64)
-    for sf in iter_frames(timeline, fps=fps, size=size, fast=fast):
+    damaged: list[tuple[float, float]] = []
+    for sf in iter_frames(timeline, fps=fps, size=size, fast=fast, damaged=damaged):
         if images is None:
             images = np.empty((n, *sf.image.shape), np.uint8)
         if sf.image.shape != images.shape[1:]:
@@ -310,7 +382,7 @@ def decode_timeline(
         if progress is not None and (sf.index % 16 == 0 or sf.index == n - 1):
             progress((sf.index + 1) / n)
     assert images is not None
-    return Frames(images, tuple(times), segments, cut_indices(timeline, times), fps)
+    return Frames(images, tuple(times), segments, cut_indices(timeline, times), fps, tuple(damaged))
 
 
 def cut_indices(timeline: Timeline, times: Sequence[Fraction]) -> tuple[int, ...]:

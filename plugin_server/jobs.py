@@ -174,9 +174,13 @@ class Worker:
                 raise Cancelled(f"during {stage}, {100 * fraction:.0f}% through")
             job.events.put(("progress", stage, fraction, ""))
 
+        def warn(message: str) -> None:  # e.g. damaged frames concealed: a Progress event of its own
+            job.events.put(("progress", "warning", 1.0, message))
+
         try:
             result: GenerationResult = self.generator.generate(job.timeline, job.options, job.out_dir,
-                                                               progress=progress, should_stop=job.should_stop)
+                                                               progress=progress, should_stop=job.should_stop,
+                                                               warn=warn)
         except Cancelled as exc:
             job.state = CANCELLED
             job.events.put(("error", job.stop_error(str(exc)) if job.cancelled else exc))

@@ -192,3 +192,35 @@ def test_a_single_segment_decodes_on_its_own(media: Media) -> None:
     frames = decode_timeline(seg, size=(80, 48))
     assert frames.times[0] == 20 and len(frames) == 8
     assert _codes(frames.images) == [30 + math.floor(Fraction(k, 10) * 25) for k in range(8)]
+
+
+def _damage(clip: Path, packets: list[int], out: Path) -> Path:
+    """``clip`` with the payload of the given video packets replaced by noise."""
+    import av
+    import numpy as np
+
+    with av.open(str(clip)) as c:
+        where = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
+    data = bytearray(clip.read_bytes())
+    rng = np.random.default_rng(0)
+    for i in packets:
+        pos, size = where[i]
+        data[pos + 4:pos + size] = rng.integers(0, 256, size - 4, dtype=np.uint8).tobytes()
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_light_damage_is_concealed_and_heavy_damage_refused_naming_how_much(tmp_path: Path) -> None:
+    from muvi.timeline import Timeline, TimeRange
+    from muvi.video import decode_timeline
+
+    clip = write_shot_clip(tmp_path / "c.mp4", shots=[100, 100, 100], rate=Rate(25), size=(320, 192)).path
+    light = _damage(clip, [40, 140], tmp_path / "light.mp4")  # 2 of 300 frames
+    tl = Timeline.sequential([(light, TimeRange.from_frames(0, 300, Rate(25)))], rate=Rate(25))
+    frames = decode_timeline(tl, fps=25, size=(64, 64))
+    assert len(frames) == 300 and frames.damaged == ((1.6, 1.64), (5.6, 5.64))
+    assert (frames.images[40] == frames.images[39]).all()  # the last good frame stays on screen
+    heavy = _damage(clip, list(range(30, 300, 10)), tmp_path / "heavy.mp4")  # 27 of 300
+    tl = Timeline.sequential([(heavy, TimeRange.from_frames(0, 300, Rate(25)))], rate=Rate(25))
+    with pytest.raises(MediaError, match=r"video damaged: 10\.7 % of its frames undecodable .* more than the 2 %"):
+        decode_timeline(tl, fps=25, size=(64, 64))

@@ -405,3 +405,16 @@ def test_reflection_only_behind_its_flag(tmp_path: Path) -> None:
         finally:
             channel.close()
             srv.stop(grace=1.0)
+
+
+def test_damaged_frames_are_concealed_with_a_warning_event(server: MuviServer, tmp_path: Path) -> None:
+    from tests.muvi.test_video import _damage
+
+    clip = write_shot_clip(tmp_path / "c.mp4", shots=[100, 100, 100], rate=R, size=(320, 192)).path
+    light = _damage(clip, [40, 140], tmp_path / "light.mp4")
+    with _client(server) as c:
+        events = list(c.generate(_timeline(light, (0, 300, START)), options=_opts(), output_name="damaged"))
+    warnings = [e.progress.message for e in events if e.WhichOneof("event") == "progress" and e.progress.stage == "warning"]
+    assert len(warnings) == 1 and "concealed" in warnings[0] and "1.600-1.640 s" in warnings[0]
+    report = json.loads(events[-1].done.report_json)
+    assert report["damaged_video_s"] == [[1.6, 1.64], [5.6, 5.64]]
