@@ -16,7 +16,7 @@ from muvi.pipeline import ALL_STEMS, GenerateOptions, GenerationResult
 from muvi.timeline import AUDIO_SAMPLE_RATE, Rate, RationalTime, Segment, Timeline, TimeRange
 from plugin_server.v1 import plugin_pb2 as pb
 
-__all__ = ["FieldError", "timeline_from_proto", "timeline_to_proto", "options_from_proto", "output_dir", "check_against_timeline",
+__all__ = ["FieldError", "timeline_from_proto", "timeline_to_proto", "options_from_proto", "output_dir", "check_against_timeline", "check_request_size",
            "done_event", "stem_events", "progress_event"]
 
 
@@ -114,6 +114,28 @@ def options_from_proto(msg: pb.GenerateOptions, defaults: GenerateOptions = Gene
         return GenerateOptions(**{**defaults.__dict__, **changes})
     except InvalidInputError as exc:  # a combination (e.g. overlap vs window) rather than one field
         raise FieldError("options", str(exc).replace("--", "")) from exc
+
+
+def check_request_size(msg: pb.GenerateRequest, limits: Any) -> None:
+    """The request's size against the server's limits (:class:`plugin_server.servicer.Limits`):
+    segment count, output name, every text field and list option, before anything else."""
+    segs = msg.timeline.segments
+    if len(segs) > limits.max_segments:
+        raise FieldError("timeline.segments", f"{len(segs)} segments, more than the {limits.max_segments} allowed")
+    if len(msg.output_name) > limits.max_output_name:
+        raise FieldError("output_name", f"{len(msg.output_name)} characters, more than the {limits.max_output_name} allowed")
+    texts = [("request_id", msg.request_id), ("timeline.name", msg.timeline.name)]
+    texts += [(f"timeline.segments[{i}].{f}", getattr(s, f)) for i, s in enumerate(segs) for f in ("media_path", "name")]
+    o = msg.options
+    texts += [(f"options.{f}", getattr(o, f)) for f in ("style", "mood", "key", "prompt_path", "energy", "energy_curve",
+                                                        "ending")]
+    texts += [(f"options.hits[{i}]", h) for i, h in enumerate(o.hits)] + [(f"options.stems[{i}]", h) for i, h in enumerate(o.stems)]
+    for field, text in texts:
+        if len(text) > limits.max_text:
+            raise FieldError(field, f"{len(text)} characters, more than the {limits.max_text} allowed")
+    for field, items in (("options.hits", o.hits), ("options.sections", o.sections), ("options.stems", o.stems)):
+        if len(items) > limits.max_list:
+            raise FieldError(field, f"{len(items)} entries, more than the {limits.max_list} allowed")
 
 
 def check_against_timeline(options: GenerateOptions, timeline: Timeline) -> None:

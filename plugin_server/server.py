@@ -69,7 +69,7 @@ class MuviServer:
             futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="muvi-rpc"),
             interceptors=[TokenInterceptor(self.token)], maximum_concurrent_rpcs=config.threads,
             # no SO_REUSEPORT: a second `muvi serve` on the same port must fail, not share the traffic
-            options=[("grpc.so_reuseport", 0)],
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", config.limits.max_message_bytes)],
         )
         pb_grpc.add_MuviServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -28,8 +28,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Limits:
+    """What one request may ask, each refused before any work starts (INVALID_ARGUMENT naming
+    the field; a message over ``max_message_bytes`` is refused by gRPC: RESOURCE_EXHAUSTED)."""
+
     max_queue: int = 4
     max_timeline_seconds: float = 1200.0
+    max_segments: int = 10_000
+    max_output_name: int = 255  # characters
+    max_text: int = 4096  # characters in any one text field (a media path, a curve, a hit, a name)
+    max_list: int = 1000  # entries in a list option (hits, sections, stems)
+    max_message_bytes: int = 4 * 2**20
     progress_interval_s: float = 0.1  # at most one Progress event per stage per interval
 
 
@@ -49,12 +57,16 @@ class MuviServicer(pb_grpc.MuviServicer):
         try:
             if not request.HasField("timeline"):
                 raise convert.FieldError("timeline", "missing")
+            convert.check_request_size(request, self.limits)
             timeline = convert.timeline_from_proto(request.timeline, max_seconds=self.limits.max_timeline_seconds)
             options = convert.options_from_proto(request.options, self.defaults)
             convert.check_against_timeline(options, timeline)
             out = convert.output_dir(self.output_root, request.output_name or rid, overwrite=request.overwrite)
             for i, seg in enumerate(timeline.segments):  # a missing file fails now; ranges are probed by the job
-                if not Path(seg.media).is_file():
+                media = Path(seg.media)
+                if media.exists() and not media.is_file():  # a folder, a FIFO, a device: never opened
+                    raise convert.FieldError(f"timeline.segments[{i}].media_path", f"{media} is not a regular file")
+                if not media.is_file():
                     raise MediaNotFoundError(seg.media, f"file not found (timeline.segments[{i}].media_path)")
             remaining = context.time_remaining()
             job = Job(timeline, options, out, request_id=rid,
