@@ -312,9 +312,9 @@ def _edit_shape(ending: str, why: str, *, tempo: TempoMap, duration: Fraction, t
     if ending in ("ring", "fade"):  # the last downbeat with a beat to ring in (any, with a tail)
         room = 0 if tail > 0 else spb
         final = math.floor((out_step - room - Fraction(1, 1000)) / bar) * bar
-        if final < first + bar:  # no bar of music before it: a take this short ends on its last beat
+        if final < first + spb:  # not a beat of music before it: a take this short ends on its last beat
             final = math.floor((out_step - room - Fraction(1, 1000)) / spb) * spb
-            why += "; under two bars long, it ends on the last beat rather than a downbeat"
+            why += "; too short for a downbeat with music before it, it ends on the last beat"
     elif ending == "button":  # the last beat with room for the stab
         final = math.floor((out_step - 2) / spb) * spb
     if final is not None and final < first + spb:  # not even a beat of music before it
@@ -710,6 +710,10 @@ class Generator:
                                  tail=k + 1 < len(spans), counts=counts) if len(spans) > 1 else 0
                 silent = silent_stems(real, cond.decoder, bar=bar, stems=options.stems, start=keep, counts=counts,
                                       asked=asked)
+                if last and loop and (k > 0 or loop_from is not None):  # the wrap-around is a join too
+                    take = tokens.copy()
+                    take[s0:s1] = out
+                    gaps += wrap_gaps(take[:n_real], cond.decoder, bar=bar, stems=options.stems)
                 penalty = gaps + silent * max(1, n // bar)
                 if best is None or penalty < best[0]:
                     best = (penalty, gaps, silent, out)
