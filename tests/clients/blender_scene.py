@@ -56,10 +56,11 @@ for case in args["cases"]:
         "movie_channels": sorted({s.channel for s in scene.sequence_editor.sequences_all if s.type == "MOVIE"}),
     }
 
+good_server, good_token = args["server"], prefs.token_file
 for bad in args.get("refuse", []):
     scene = _scene(bad)
-    if bad.get("server"):
-        args = {**args, "server": bad["server"]}
+    args = {**args, "server": bad.get("server", good_server)}
+    prefs.token_file = bad.get("token_file", good_token)
     try:
         status = _run(scene)
         results[bad["name"]] = {"status": sorted(status)}

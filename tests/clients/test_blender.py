@@ -80,7 +80,9 @@ def test_generate_in_blender_places_the_stems_under_the_selection(served, tmp_pa
     refuse = [
         {"name": "mixed", "rate": [25, 1], "strips": [[str(c30), 0, 50, 1]]},  # 29.97 media in a 25 fps scene
         {"name": "down", "rate": [25, 1], "strips": [[str(c25), 0, 50, 1]], "server": f"127.0.0.1:{_free_port()}"},
+        {"name": "token", "rate": [25, 1], "strips": [[str(c25), 0, 50, 1]], "token_file": str(tmp_path / "wrong")},
     ]
+    (tmp_path / "wrong").write_text("not-the-token\n")
     out = _blender(Path(__file__).with_name("blender_scene.py"), {
         "muvi_path": str(ROOT), "token_file": str(served["tmp"] / "token"), "server": f"127.0.0.1:{served['port']}",
         "cases": cases, "refuse": refuse, "blend": str(tmp_path / "placed.blend")}, tmp_path / "scripts")
@@ -99,6 +101,7 @@ def test_generate_in_blender_places_the_stems_under_the_selection(served, tmp_pa
         assert got["markers"] > 0
     assert out["cases"]["mixed"]["status"] == ["CANCELLED"] and "frame for frame" in out["cases"]["mixed"]["error"]
     assert out["cases"]["down"]["status"] == ["CANCELLED"] and "not reachable" in out["cases"]["down"]["error"]
+    assert out["cases"]["token"]["status"] == ["CANCELLED"] and "refused the token" in out["cases"]["token"]["error"]
     assert out["reloaded"]["pal"] == 5 and out["reloaded"]["ntsc"] == 5  # the saved .blend keeps them
 
 
