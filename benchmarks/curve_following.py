@@ -69,10 +69,10 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=16)
     ap.add_argument("--cfg", type=float, default=None)
     ap.add_argument("--guide", choices=("both", "cond"), default="both")
-    ap.add_argument("--slack", type=float, default=None, help="the curve holding's slack (default: the picture's)")
+    ap.add_argument("--slack", type=float, default=None, help="the curve holding's slack (default: the pipeline's)")
     args = ap.parse_args()
 
-    from muvi.curves import PICTURE_SLACK
+    from muvi.curves import HOLD_SLACK
     from muvi.evaluate import EvalOptions, held_out_windows
     from muvi.weights import load_checkpoint
 
@@ -80,7 +80,7 @@ def main() -> None:
     recipe = meta.get("recipe", {})
     model.eval()
     cfg = args.cfg if args.cfg is not None else float(recipe.get("default_cfg", 3.0))
-    slack = args.slack or PICTURE_SLACK
+    slack = args.slack or HOLD_SLACK
     windows = held_out_windows(model, recipe, EvalOptions(windows=args.windows))
     rows: dict[str, list[tuple]] = {"teacher": [], "picture": []}
     for i, w in enumerate(windows):

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from muvi.analysis import Accent, find_accents, motion_curve, thumbnails
-from muvi.curves import (CONTROL_CHANNELS, CONTROLS, PICTURE_SLACK, USER_SLACK, EnergyCurve, decode_following,
+from muvi.curves import (CONTROL_CHANNELS, CONTROLS, HOLD_SLACK, EnergyCurve, decode_following,
                          music_curves, parse_energy, parse_energy_curve, picture_levels, spearman, timeline_controls)
 from muvi.mood import Look, choose_key, choose_mood, choose_style, picture_look
 from muvi.backend import Backend, TorchBackend
@@ -354,7 +354,7 @@ def condition_stage(model: MuVi, encoder: Any, decoded: Decoded, analysis: Analy
         first = max(0, plan.shape.suffix_start // plan.bar)
         requested = {c: [0.0 if b >= first else v for b, v in enumerate(vals)] for c, vals in requested.items()}
     decoder = replace(model.config.decode_spec, beats_per_bar=options.meter)
-    return Conditioning(patches, controls, requested, USER_SLACK if decoded.curve is not None else PICTURE_SLACK,
+    return Conditioning(patches, controls, requested, HOLD_SLACK,
                         report, torch.tensor([model.config.style_index(plan.style)]),
                         torch.tensor([model.config.mood_index(plan.mood)]), cfg, decoder)
 
@@ -734,7 +734,7 @@ def _curve_dict(curves: np.ndarray) -> dict[str, list[float]]:
 
 
 def _bar_counts(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str],
-                requested: dict[str, list[float]] | None = None, slack: float = PICTURE_SLACK) -> dict[str, np.ndarray]:
+                requested: dict[str, list[float]] | None = None, slack: float = HOLD_SLACK) -> dict[str, np.ndarray]:
     """Notes starting in each whole bar of the window, per stem, decoded as the pipeline decodes
     (each stem held to its ``requested`` curve, :func:`muvi.curves.decode_following`)."""
     n_bars = window.shape[0] // bar
