@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -74,7 +75,7 @@ from muvi.video import Frames, check_timeline, decode_timeline
 __all__ = ["GenerateOptions", "GenerationResult", "Generator", "window_spans", "STAGES", "ALL_STEMS", "BPM_RANGE",
            "MAX_CFG", "MAX_STEPS", "Decoded", "Analysis", "Plan", "Conditioning", "Sampled", "Music",
            "decode_stage", "analyse_stage", "plan_stage", "condition_stage", "notes_stage", "render_stage",
-           "write_stage", "slowest_beat"]
+           "write_stage", "slowest_beat", "STAGING_MARK", "remove_stale_staging"]
 
 log = logging.getLogger(__name__)
 STAGES = ("decode", "analysis", "plan", "encode", "sampling", "notes", "render", "write")
@@ -85,6 +86,7 @@ MAX_CFG = 15.0
 MAX_STEPS = 200
 JOIN_TRIES = 4  # samples per window at most while a join leaves a playing stem silent for a bar
 LOOP_BEATS = 4  # a loop's last window is sampled into this many beats of the take's start
+STAGING_MARK = ".muvi-staging"  # in every staging folder while a result is written
 
 
 @dataclass(frozen=True)
@@ -430,8 +432,12 @@ def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, 
     score, tempo = music.score, plan.tempo
     duration = timeline.duration.seconds
     start_sample, n_samples = timeline.sample_range()
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    made = [p for p in reversed(out_dir.absolute().parents) if not p.exists()]  # removed again on failure
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))  # beside it: one rename
+    done = False
     try:
+        (staging / STAGING_MARK).touch()  # a server restarted after a crash removes what carries it
         files: dict[str, Path] = {}
         n_audio = n_samples + round(plan.shape.tail_seconds * AUDIO_SAMPLE_RATE)
         stem_files = write_stems(staging, audio, time_reference=start_sample, n_samples=n_audio,
@@ -463,14 +469,21 @@ def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, 
                   "timings_s": {k: round(v, 3) for k, v in timings.items()}}
         (staging / "report.json").write_text(json.dumps(report, indent=1, default=float))
         files["report.json"] = staging / "report.json"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        final = {}
-        for name, path in files.items():
-            dest = out_dir / path.name
-            path.replace(dest)
-            final[name] = dest
+        final = {name: out_dir / path.name for name, path in files.items()}
+        if not out_dir.exists():  # one rename: the folder appears whole or not at all
+            (staging / STAGING_MARK).unlink()
+            os.replace(staging, out_dir)
+        else:  # a folder the caller keeps (results replaced in place): file by file
+            for name, path in files.items():
+                path.replace(final[name])
+        done = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        for p in reversed(made) if not done else ():
+            try:
+                p.rmdir()
+            except OSError:
+                break
     return final
 
 
@@ -820,3 +833,14 @@ def refine_cut_times(timeline: Timeline, accents: list[Accent], exact: set[int],
         k = int(np.argmax(d[1:])) + 1 if len(pics) > 1 else 0
         out.append(Accent(a.index, rate.seconds(first + k) - t0, a.strength, a.kind))
     return out
+
+
+def remove_stale_staging(root: Path) -> list[Path]:
+    """Remove the staging folders a killed job left in ``root`` (hidden folders that carry
+    :data:`STAGING_MARK`); returns them. Call it only when no job can be writing there."""
+    gone = []
+    for p in sorted(root.iterdir()) if root.is_dir() else []:
+        if p.is_dir() and p.name.startswith(".") and (p / STAGING_MARK).is_file():
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p)
+    return gone

@@ -58,6 +58,10 @@ class MuviServer:
             log.warning("listening on %s: other machines can reach this server (the token still guards it)",
                         config.host)
         config.output_root.mkdir(parents=True, exist_ok=True)
+        from muvi.pipeline import remove_stale_staging
+
+        for p in remove_stale_staging(config.output_root):  # a job killed with the server (kill -9)
+            log.warning("removed the staging folder a killed job left: %s", p)
         self.token = write_token(config.token_file)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         for name in ("", SERVICE):

@@ -17,7 +17,7 @@ from muvi.pipeline import ALL_STEMS, BPM_RANGE, MAX_CFG, MAX_STEPS, GenerateOpti
 from muvi.errors import MediaNotFoundError
 from plugin_server import convert
 from plugin_server.jobs import Job, Worker
-from plugin_server.status import status_for
+from plugin_server.status import brief, status_for
 from plugin_server.v1 import plugin_pb2 as pb
 from plugin_server.v1 import plugin_pb2_grpc as pb_grpc
 
@@ -116,9 +116,12 @@ class MuviServicer(pb_grpc.MuviServicer):
     def Cancel(self, request: pb.CancelRequest, context: grpc.ServicerContext) -> pb.CancelResponse:
         if not request.request_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request_id: missing")
+        if len(request.request_id) > self.limits.max_text:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request_id: {len(request.request_id)} characters, more "
+                                                            f"than the {self.limits.max_text} allowed")
         state = self.worker.cancel(request.request_id)
         if state is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"request_id: no queued or running job {request.request_id!r}")
+            context.abort(grpc.StatusCode.NOT_FOUND, brief(f"request_id: no queued or running job {request.request_id!r}"))
         return pb.CancelResponse(state=state)
 
     def GetCapabilities(self, request: pb.GetCapabilitiesRequest, context: grpc.ServicerContext) -> pb.Capabilities:

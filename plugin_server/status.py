@@ -44,12 +44,22 @@ _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
 )
 
 
+# gRPC sends the message percent-encoded in a trailer that must stay under 8 KB: a message that
+# echoes a long (or non-ASCII) value from the request is cut to this many characters
+MAX_MESSAGE = 400
+
+
+def brief(message: str) -> str:
+    """``message`` cut to :data:`MAX_MESSAGE` characters (with … when cut)."""
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and one-line message a client gets for ``exc``."""
     for kind, code in _CODES:
         if isinstance(exc, kind):
-            return code, str(exc) or kind.__name__
+            return code, brief(str(exc) or kind.__name__)
     if isinstance(exc, MuviError):  # render / audio-write failures: ours, not the request's
-        return grpc.StatusCode.INTERNAL, str(exc)
+        return grpc.StatusCode.INTERNAL, brief(str(exc))
     log.exception("internal error", exc_info=exc)
-    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+    return grpc.StatusCode.INTERNAL, brief(f"internal error: {type(exc).__name__}: {exc}")

@@ -418,3 +418,71 @@ def test_damaged_frames_are_concealed_with_a_warning_event(server: MuviServer, t
     assert len(warnings) == 1 and "concealed" in warnings[0] and "1.600-1.640 s" in warnings[0]
     report = json.loads(events[-1].done.report_json)
     assert report["damaged_video_s"] == [[1.6, 1.64], [5.6, 5.64]]
+
+
+def test_a_server_killed_mid_job_cleans_up_when_it_restarts(tmp_path: Path) -> None:
+    """kill -9 of `muvi serve` while a job writes its result, then a restart: the staging folder
+    the job left is removed, no partial result is in place, and the server serves again."""
+    import signal
+    import subprocess
+    import sys
+
+    from muvi.pipeline import STAGING_MARK
+    from muvi.weights import save_checkpoint
+
+    save_checkpoint(tmp_path / "w", tiny_model())
+    clip = write_shot_clip(tmp_path / "long.mp4", shots=[400, 400], rate=R, size=(160, 96)).path
+    out_root = tmp_path / "out"
+    root = Path(__file__).resolve().parents[2]
+
+    def start() -> tuple[subprocess.Popen, int]:  # type: ignore[type-arg]
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        (tmp_path / "token").unlink(missing_ok=True)
+        proc = subprocess.Popen([sys.executable, "-m", "muvi", "serve", "--weights", str(tmp_path / "w"), "--port",
+                                 str(port), "--token-file", str(tmp_path / "token"), "--output-root", str(out_root),
+                                 "--backend", "torch-cpu"], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.monotonic() + 60
+        while not (tmp_path / "token").exists():
+            assert time.monotonic() < end and proc.poll() is None
+            time.sleep(0.05)
+        return proc, port
+
+    proc, port = start()
+    try:
+        c = Client(f"127.0.0.1:{port}", token_file=tmp_path / "token")
+        c.wait_ready(timeout=60)
+        events = c.generate(_timeline(clip, (0, 800, START)), options=_opts(steps=40), output_name="take")
+        for e in events:  # kill it once the job is writing (its staging folder exists) or late in sampling
+            staging = [p for p in out_root.glob(".take.*") if (p / STAGING_MARK).exists()]
+            if staging or (e.WhichOneof("event") == "progress" and e.progress.stage in ("render", "write")):
+                break
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        c.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # what a killed job may leave: its staging folder (made now if the kill came before it)
+    left = out_root / ".take.crashed"
+    left.mkdir(parents=True, exist_ok=True)
+    (left / STAGING_MARK).touch()
+    (left / "drums.wav").write_bytes(b"partial")
+    (out_root / ".editor-notes").mkdir()  # a hidden folder muvi did not make stays
+    proc, port = start()
+    try:
+        c = Client(f"127.0.0.1:{port}", token_file=tmp_path / "token")
+        c.wait_ready(timeout=60)
+        assert not [p for p in out_root.iterdir() if (p / STAGING_MARK).exists()]
+        assert (out_root / ".editor-notes").is_dir()
+        take = out_root / "take"  # absent, or whole if the job had finished before the kill
+        assert not take.exists() or {"report.json", "mix.wav", "drums.wav"} <= {p.name for p in take.iterdir()}
+        done = list(c.generate(_timeline(clip, (0, 100, START)), options=_opts(), output_name="take", overwrite=True))
+        assert done[-1].WhichOneof("event") == "done"
+        c.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
