@@ -29,7 +29,7 @@ from muvi.timeline import AUDIO_SAMPLE_RATE, Rate, RationalTime, Segment, Timeli
 
 __all__ = ["read_otio", "write_otio", "timeline_from_otio", "timeline_to_otio", "PlacedAudio", "stems_to_otio",
            "timeline_markers", "energy_curve_from_markers", "read_otio_with_markers",
-           "shape_from_markers", "EDITOR_FORMATS", "editor_adapter", "read_editor_timeline", "write_editor_timeline"]
+           "shape_from_markers", "EDITOR_FORMATS", "editor_adapter", "read_editor_timeline", "write_editor_timeline", "edl_drop_frame"]
 
 
 def _otio() -> Any:
@@ -331,6 +331,12 @@ def _select_track(obj: Any, name: str) -> None:
 _TC = r"(\d\d):(\d\d):(\d\d)[:;.](\d\d)"
 
 
+def edl_drop_frame(text: str) -> bool:
+    """An EDL's ``FCM:`` line says drop-frame (``DROP FRAME``, not ``NON-DROP FRAME``)."""
+    upper = text.upper()
+    return "DROP FRAME" in upper and "NON-DROP" not in upper
+
+
 def _edl_fixups(obj: Any, path: Path, rate: Rate) -> None:
     """OTIO's EDL reader starts the timeline at 0 and leaves media unresolved: the first event's
     record timecode becomes the global start, and a clip named like a file next to the EDL
@@ -339,7 +345,7 @@ def _edl_fixups(obj: Any, path: Path, rate: Rate) -> None:
 
     otio = _otio()
     text = path.read_text(errors="replace")
-    drop = "DROP FRAME" in text.upper() and "NON-DROP" not in text.upper()
+    drop = edl_drop_frame(text)
     first = re.search(rf"^\d+\s+\S+\s+V\S*\s+\S+\s+{_TC}\s+{_TC}\s+{_TC}", text, re.M)
     if first:
         tc = ":".join(first.groups()[8:11]) + (";" if drop else ":") + first.groups()[11]

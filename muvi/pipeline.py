@@ -68,7 +68,7 @@ from muvi.prompt import continuation_prompt, load_prompt, prompt_tokens, with_su
 from muvi.render import AUDIO_SAMPLE_RATE, LoudnessOptions, SynthOptions, render_score, write_preview, write_stems
 from muvi.shape import (ENDINGS, RELEASE_S, EditShape, Hit, Section, cadence_notes, check_hits, check_tail,
                         choose_ending, form_offsets, parse_hit, plan_sections, shape_notes)
-from muvi.sync import BeatPlan, PlanAccent, accent_report, fit_hits, loop_tempo, plan_beats
+from muvi.sync import BeatPlan, PlanAccent, accent_report, beat_hits, fit_hits, loop_tempo, plan_beats
 from muvi.timeline import Timeline
 from muvi.video import Frames, check_timeline, decode_timeline
 
@@ -186,7 +186,6 @@ class Analysis:
     motion: np.ndarray  # (T,)
     cuts: tuple[int, ...]  # sample index of each cut
     look: Look
-    damaged: tuple[tuple[float, float], ...] = ()  # seconds of damaged video concealed in decoding
 
 
 @dataclass(frozen=True)
@@ -204,6 +203,8 @@ class Plan:
     positions: torch.Tensor  # (n_model,) fractional sampled frame of each grid step
     shape: EditShape
     drums: bool  # the style plays drums (the curves ask for them)
+    accents: tuple[PlanAccent, ...]  # the picture's accents, in time order
+    accent_hits: tuple[bool, ...]  # per accent: a beat of the grid as played lies within a frame of it
 
     def bar_time(self, b: int) -> float:
         return float(self.tempo.time_at(Fraction(b * self.bar, self.steps_per_beat)))
@@ -263,7 +264,7 @@ def analyse_stage(decoded: Decoded) -> Analysis:
     motion = motion_curve(small, list(cuts))
     minutes = max(1e-6, float(timeline.duration.seconds) / 60.0)
     look = picture_look(small, motion=motion, cuts_per_minute=len(cuts) / minutes)
-    return Analysis(small, tuple(accents), motion, cuts, look, frames.damaged)
+    return Analysis(small, tuple(accents), motion, cuts, look)
 
 
 def plan_stage(decoded: Decoded, analysis: Analysis, options: GenerateOptions, *, steps_per_beat: int,
@@ -302,8 +303,10 @@ def plan_stage(decoded: Decoded, analysis: Analysis, options: GenerateOptions, *
     hits = [(landed[h.time], h) for h in decoded.hits]
     shape = _edit_shape(ending, ending_why, tempo=tempo, duration=duration, tail=options.tail, spb=spb, bar=bar,
                         hits=hits, sections=sections, rate=timeline.rate)
+    accents = tuple(sorted((PlanAccent(a.time, a.strength, a.kind) for a in analysis.accents), key=lambda a: a.time))
     return Plan(style, key, mood, {"style": style_why, "key": key_why, "mood": mood_why, "ending": ending_why},
-                beats, tempo, spb, bar, n_steps, n_model, positions, shape, drums_asked(style))
+                beats, tempo, spb, bar, n_steps, n_model, positions, shape, drums_asked(style), accents,
+                tuple(beat_hits(tempo, accents, tol)))
 
 
 def _edit_shape(ending: str, why: str, *, tempo: TempoMap, duration: Fraction, tail: float, spb: int, bar: int,
@@ -424,10 +427,11 @@ def render_stage(music: Music, timeline: Timeline, plan: Plan, options: Generate
                         n_samples=n)
 
 
-def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, analysis: Analysis, plan: Plan,
-                music: Music, audio: dict[str, np.ndarray], report: dict[str, Any],
-                timings: dict[str, float]) -> dict[str, Path]:
-    """Every file staged, then moved into ``out_dir`` only when all are written."""
+def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, plan: Plan, music: Music,
+                audio: dict[str, np.ndarray], report: dict[str, Any],
+                timings: dict[str, float]) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Every file staged, then moved into ``out_dir`` only when all are written. Returns the
+    files and the report as written (JSON types)."""
     t = time.perf_counter()
     score, tempo = music.score, plan.tempo
     duration = timeline.duration.seconds
@@ -448,18 +452,17 @@ def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, 
         files["stems.mid"] = write_midi(score, staging / "stems.mid", stems=list(options.stems), start=midi_start)
         files.update({f"{k}.mid": v for k, v in write_stem_midis(score, staging, stems=list(options.stems),
                                                                 start=midi_start).items()})
-        accents = [PlanAccent(a.time, a.strength, a.kind) for a in analysis.accents]
         beats_json = {"tempo_map": tempo.to_json(), "timeline_start_seconds": float(timeline.start.seconds),
                       "beats": [float(b) for b in tempo.beat_times(duration)],
                       "downbeats": [float(b) for b in tempo.downbeat_times(duration)],
-                      "accents": accent_report(replace(plan.beats, tempo=tempo, hits=tuple(_hit_flags(tempo, accents, timeline))),
-                                               accents, timeline.rate.seconds(1)),
+                      "accents": accent_report(replace(plan.beats, tempo=tempo, hits=plan.accent_hits), plan.accents,
+                                               timeline.rate.seconds(1)),
                       "sections": music.shape["sections"], "hit_points": music.shape["hit_points"],
                       "ending": {k: music.shape[k] for k in ("ending", "final_step", "tail_seconds")}}
         (staging / "beats.json").write_text(json.dumps(beats_json, indent=1))
         files["beats.json"] = staging / "beats.json"
-        files["roll.png"] = plot_score(score, staging / "roll.png", accents=[a.time for a in analysis.accents],
-                                       hits=_hit_flags(tempo, accents, timeline),
+        files["roll.png"] = plot_score(score, staging / "roll.png", accents=[a.time for a in plan.accents],
+                                       hits=list(plan.accent_hits),
                                        title=f"{plan.style} {plan.key.name} {plan.beats.bpm:.1f} BPM, {plan.shape.ending}")
         if options.preview:
             files["preview.mp4"] = write_preview(staging / "preview.mp4", timeline, stem_files.mix_audio[..., :n_samples])
@@ -467,7 +470,8 @@ def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, 
         report = {**report, "audio": {"samples": n_audio, "seconds": round(n_audio / AUDIO_SAMPLE_RATE, 4),
                                       "tail_seconds": plan.shape.tail_seconds},
                   "timings_s": {k: round(v, 3) for k, v in timings.items()}}
-        (staging / "report.json").write_text(json.dumps(report, indent=1, default=float))
+        report_text = json.dumps(report, indent=1, default=float)
+        (staging / "report.json").write_text(report_text)
         files["report.json"] = staging / "report.json"
         final = {name: out_dir / path.name for name, path in files.items()}
         if not out_dir.exists():  # one rename: the folder appears whole or not at all
@@ -484,26 +488,16 @@ def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, 
                 p.rmdir()
             except OSError:
                 break
-    return final
+    return final, json.loads(report_text)
 
 
-def _hit_flags(tempo: TempoMap, accents: Sequence[PlanAccent], timeline: Timeline) -> list[bool]:
-    """Per accent (in time order): a beat of the grid as played lies within a frame of it."""
-    tol = timeline.rate.seconds(1)
-    out = []
-    for a in sorted(accents, key=lambda x: x.time):
-        b = tempo.beat_at(a.time)
-        out.append(min(abs(tempo.time_at(math.floor(b)) - a.time), abs(tempo.time_at(math.ceil(b)) - a.time)) <= tol)
-    return out
-
-
-def _report(timeline: Timeline, options: GenerateOptions, analysis: Analysis, plan: Plan, cond: Conditioning,
+def _report(decoded: Decoded, options: GenerateOptions, analysis: Analysis, plan: Plan, cond: Conditioning,
             sampled: Sampled, music: Music, *, backend: Backend, meta: dict[str, Any]) -> dict[str, Any]:
+    timeline = decoded.timeline
     start_sample, n_samples = timeline.sample_range()
     tempo, duration = plan.tempo, timeline.duration.seconds
-    accents = [PlanAccent(a.time, a.strength, a.kind) for a in analysis.accents]
-    flags = _hit_flags(tempo, accents, timeline)
-    cut_flags = [f for a, f in zip(sorted(accents, key=lambda x: x.time), flags) if a.kind == "cut"]
+    flags = plan.accent_hits
+    cut_flags = [f for a, f in zip(plan.accents, flags) if a.kind == "cut"]
     return {
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "style": plan.style, "style_reason": plan.reasons["style"], "key": plan.key.name,
@@ -515,7 +509,7 @@ def _report(timeline: Timeline, options: GenerateOptions, analysis: Analysis, pl
             "segments": len(timeline.segments), "time_reference_samples": start_sample, "samples": n_samples},
         "tempo": {"bpm": plan.beats.bpm, "changes": len(tempo.changes) - 1, "beats_per_bar": tempo.beats_per_bar},
         "joins": sampled.joins, "shape": music.shape, "sections": music.shape["sections"],
-        "damaged_video_s": [list(r) for r in analysis.damaged],
+        "damaged_video_s": [list(r) for r in decoded.frames.damaged],
         "hit_points": music.shape["hit_points"],
         "accent_hit_rate_cuts": accent_hit_rate([a.time for a in analysis.accents if a.kind == "cut"],
                                                 tempo.beat_times(duration), frame_rate=timeline.rate.fraction),
@@ -591,10 +585,10 @@ class Generator:
         timings["sampling"] -= sampled.adaptor_seconds
         music = stage("notes", lambda: notes_stage(plan, cond, sampled, options))
         audio = stage("render", lambda: render_stage(music, timeline, plan, options))
-        report = _report(timeline, options, analysis, plan, cond, sampled, music, backend=self.backend, meta=self.meta)
-        files = stage("write", lambda: write_stage(out_dir, timeline=timeline, options=options, analysis=analysis,
-                                                   plan=plan, music=music, audio=audio, report=report, timings=timings))
-        return GenerationResult(out_dir, files, music.score, json.loads((out_dir / "report.json").read_text()))
+        report = _report(decoded, options, analysis, plan, cond, sampled, music, backend=self.backend, meta=self.meta)
+        files, written = stage("write", lambda: write_stage(out_dir, timeline=timeline, options=options, plan=plan,
+                                                            music=music, audio=audio, report=report, timings=timings))
+        return GenerationResult(out_dir, files, music.score, written)
 
     def _drums_asked(self, style: str) -> bool:
         """Whether the style plays drums at all: its corpus range of the drums' curve."""
@@ -624,7 +618,7 @@ class Generator:
         prog = progress or (lambda s, f: None)
         bar = plan.bar
         user_prompt = load_prompt(options.prompt, steps_per_beat=plan.steps_per_beat) if options.prompt else None
-        suffix = self._ending_suffix(plan, options, cond)
+        suffix = self._ending_suffix(plan, options)
         tokens, t_cond, joins = self._sample_windows(cond, options, plan=plan, user_prompt=user_prompt,
                                                      suffix=suffix, progress=prog, should_stop=should_stop)
         if plan.shape.ending == "loop":
@@ -638,7 +632,7 @@ class Generator:
                                                        stems=options.stems)
         return Sampled(tokens[: plan.n_steps], joins, t_cond)
 
-    def _ending_suffix(self, plan: Plan, options: GenerateOptions, cond: Conditioning) -> np.ndarray | None:
+    def _ending_suffix(self, plan: Plan, options: GenerateOptions) -> np.ndarray | None:
         """(n_steps - suffix_start, F) tokens of the planned cadence (to the end of the bar that
         holds the out point: a short timeline's padding past it stays free), or None."""
         start = plan.shape.suffix_start

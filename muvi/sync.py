@@ -27,7 +27,7 @@ import numpy as np
 from muvi.errors import InvalidInputError
 from muvi.music.tempo import MAX_BPM, MIN_BPM, TempoChange, TempoMap
 
-__all__ = ["PlanAccent", "BeatPlan", "plan_beats", "accent_report", "fit_hits", "HitLanding", "loop_tempo"]
+__all__ = ["PlanAccent", "BeatPlan", "plan_beats", "accent_report", "fit_hits", "HitLanding", "loop_tempo", "beat_hits"]
 
 CUT_WEIGHT = 3.0
 
@@ -76,7 +76,8 @@ def _fold_score(times: np.ndarray, weights: np.ndarray, period: float, tol: floa
     return top, best_err, best_phase
 
 
-def _hits(tempo: TempoMap, accents: Sequence[PlanAccent], tol: Fraction) -> list[bool]:
+def beat_hits(tempo: TempoMap, accents: Sequence[PlanAccent], tol: Fraction) -> list[bool]:
+    """Per accent (in the order given): a beat of ``tempo`` lies within ``tol`` of it."""
     out = []
     for a in accents:
         b = tempo.beat_at(a.time)
@@ -143,7 +144,7 @@ def plan_beats(
     if allow_changes and bpm is None and len(acc) > 1:
         options = [(tempo, 0), _bend(tempo, acc, tol, max_change), _through_cuts(tempo, acc, duration, max_change)]
         tempo, changes = max(options, key=lambda o: (round(_weight_hit(o[0], acc, tol), 6), -o[1]))
-    hits = _hits(tempo, acc, tol)
+    hits = beat_hits(tempo, acc, tol)
     total = float(weights.sum()) if len(acc) else 0.0
     return BeatPlan(
         tempo=tempo, bpm=float(base_bpm), hits=tuple(hits),
@@ -166,7 +167,7 @@ def _merge(changes: Sequence[TempoChange]) -> tuple[TempoChange, ...]:
 
 
 def _weight_hit(tempo: TempoMap, acc: Sequence[PlanAccent], tol: Fraction) -> float:
-    return sum(a.weight for a, h in zip(acc, _hits(tempo, acc, tol)) if h)
+    return sum(a.weight for a, h in zip(acc, beat_hits(tempo, acc, tol)) if h)
 
 
 def _whole_beats(span: Fraction, spb: Fraction, max_change: float) -> int | None:
@@ -188,7 +189,7 @@ def _bend(tempo: TempoMap, acc: Sequence[PlanAccent], tol: Fraction, max_change:
     cuts = [a for a in acc if a.kind == "cut"]
     changes = 0
     for a, b in zip(cuts, cuts[1:]):
-        hits = _hits(tempo, [a, b], tol)
+        hits = beat_hits(tempo, [a, b], tol)
         if not hits[0] or hits[1]:
             continue
         beat_a = round(tempo.beat_at(a.time))
