@@ -88,7 +88,8 @@ def _add_plot_roll(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_render(args: argparse.Namespace) -> int:
     from muvi.music.midi import read_midi, write_stem_midis
-    from muvi.render import LoudnessOptions, SynthOptions, render_score, write_stems
+    from muvi.mix import LoudnessOptions
+    from muvi.render import SynthOptions, render_score, write_stems
 
     score = read_midi(args.midi)
     audio = render_score(score, options=SynthOptions(soundfont=args.soundfont, reverb=not args.no_reverb, chorus=args.chorus))
@@ -336,7 +337,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         style=args.style, mood=args.mood, key=args.key, bpm=args.bpm, meter=args.meter,
         stems=tuple(s.strip() for s in args.stems.split(",") if s.strip()), seed=args.seed, steps=args.steps,
         cfg=args.cfg, prompt=args.prompt, loudness_lufs=args.loudness, preview=not args.no_preview,
-        soundfont=args.soundfont, energy=args.energy, ending=args.ending, tail=args.tail, **marked,
+        soundfont=args.soundfont, energy=args.energy, ending=args.ending, tail=args.tail,
+        feel=args.feel or GenerateOptions.feel, **marked,
     )
     model, meta = load_checkpoint(weights)
     generator = Generator(model, backend=select_backend(args.backend, model, weights=Path(weights),
@@ -375,6 +377,7 @@ def _add_timeline_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_shape_flags(p: argparse.ArgumentParser) -> None:
+    from muvi.music.perform import FEELS
     from muvi.shape import ENDINGS, MAX_TAIL
 
     p.add_argument("--ending", default="auto", choices=ENDINGS,
@@ -385,6 +388,9 @@ def _add_shape_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hit", action="append", default=[], metavar="SECONDS[:stop]",
                    help="a sync point that lands on a downbeat with kick and crash (repeatable); ':stop' silences "
                         "the beat before it; with --otio, markers named hit / hit:stop do the same")
+    p.add_argument("--feel", default=None, choices=FEELS,
+                   help="how the stems are played: grid (as written), tight, natural (default) or loose: the style's "
+                        "swing, push and lay-back, timing and velocity deviations, ghost notes")
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
@@ -500,7 +506,8 @@ def _cmd_client(args: argparse.Namespace) -> int:
             opts = pb.GenerateOptions()
             marked = _marker_options(args, markers)
             args.energy_curve = marked["energy_curve"]
-            for name in ("style", "mood", "key", "bpm", "seed", "steps", "cfg", "energy", "energy_curve", "ending", "tail"):
+            for name in ("style", "mood", "key", "bpm", "seed", "steps", "cfg", "energy", "energy_curve", "ending", "tail",
+                         "feel"):
                 if getattr(args, name) is not None:
                     setattr(opts, name, getattr(args, name))
             opts.hits.extend(marked["hits"])

@@ -65,7 +65,9 @@ from muvi.nn.adaptor import grid_positions
 from muvi.nn.encoders import load_encoder
 from muvi.nn.model import WINDOW_BARS, MuVi
 from muvi.prompt import continuation_prompt, load_prompt, prompt_tokens, with_suffix
-from muvi.render import AUDIO_SAMPLE_RATE, LoudnessOptions, SynthOptions, render_score, write_preview, write_stems
+from muvi.mix import LoudnessOptions, LoudnessReport, reverb_sends, template_for
+from muvi.music.perform import Performance, check_feel, perform
+from muvi.render import AUDIO_SAMPLE_RATE, SynthOptions, render_score, write_preview, write_stems
 from muvi.shape import (ENDINGS, RELEASE_S, EditShape, Hit, Section, cadence_notes, check_hits, check_tail,
                         choose_ending, form_offsets, parse_hit, plan_sections, shape_notes)
 from muvi.sync import BeatPlan, PlanAccent, accent_report, beat_hits, fit_hits, loop_tempo, plan_beats
@@ -118,6 +120,8 @@ class GenerateOptions:
     tail: float = 0.0
     hits: tuple[str, ...] = ()
     sections: tuple[float, ...] = ()
+    # how the stems are played (muvi.music.perform): grid, tight, natural or loose
+    feel: str = "natural"
 
     def __post_init__(self) -> None:
         if self.style is not None and self.style not in STYLES:
@@ -140,6 +144,7 @@ class GenerateOptions:
         parse_energy(self.energy)
         if self.energy_curve is not None:
             parse_energy_curve(self.energy_curve, duration=math.inf)  # the timeline's bounds are checked per job
+        check_feel(self.feel)
         if self.ending not in ENDINGS:
             raise InvalidInputError(f"--ending: unknown ending {self.ending!r}; choose from {', '.join(ENDINGS)}")
         check_tail(self.tail)
@@ -235,6 +240,7 @@ class Music:
     score: Score
     curves: dict[str, Any]
     shape: dict[str, Any]
+    performance: Performance | None = None  # how the score is played (perform_stage)
 
 
 # -- the stages --------------------------------------------------------------------------------
@@ -419,12 +425,33 @@ def _ending_report(score: Score, plan: Plan) -> dict[str, Any]:
             "sections": [s.to_json(plan.bar_time) for s in shape.sections], "hit_points": list(shape.hit_report)}
 
 
+def perform_stage(music: Music, plan: Plan, options: GenerateOptions) -> Music:
+    """The score played with the style's feel: the hits, the accents on beats and the ending's
+    final event stay on the grid; no ghost note in a stop's silence or after the final event;
+    the dynamics follow the intensity the picture asked for."""
+    shape, spb = plan.shape, plan.steps_per_beat
+    locked = {step for step, _ in shape.hits}
+    locked |= {round(plan.tempo.beat_at(a.time) * spb) for a, hit in zip(plan.accents, plan.accent_hits) if hit}
+    quiet = [(step - spb, step + 1) for step, stop in shape.hits if stop]
+    if shape.final_step is not None:
+        locked.add(shape.final_step)
+        quiet.append((shape.final_step - plan.bar // 2, plan.n_steps))
+    intensity = music.curves.get("requested", {}).get("intensity") or music.curves["generated"]["intensity"]
+    played = perform(music.score, feel=options.feel, seed=options.seed, locked_steps=locked, quiet_steps=quiet,
+                     intensity=intensity)
+    return replace(music, performance=played)
+
+
 def render_stage(music: Music, timeline: Timeline, plan: Plan, options: GenerateOptions) -> dict[str, np.ndarray]:
-    """Each stem through FluidSynth, from the first frame to the out point (+ the tail)."""
+    """Each stem through FluidSynth as performed, with its reverb send, from the first frame to
+    the out point (+ the tail)."""
     _, n_samples = timeline.sample_range()
     n = n_samples + round(plan.shape.tail_seconds * AUDIO_SAMPLE_RATE)
-    return render_score(music.score, options=SynthOptions(soundfont=options.soundfont), stems=list(options.stems),
-                        n_samples=n)
+    base = SynthOptions(soundfont=options.soundfont)
+    room, sends = reverb_sends(plan.style)
+    per_stem = {s: replace(base, reverb_room=room, reverb_level=level) for s, level in sends.items()}
+    return render_score(music.score, options=base, stems=list(options.stems), n_samples=n,
+                        performance=music.performance, stem_options=per_stem)
 
 
 def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, plan: Plan, music: Music,
@@ -446,12 +473,15 @@ def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, 
         n_audio = n_samples + round(plan.shape.tail_seconds * AUDIO_SAMPLE_RATE)
         stem_files = write_stems(staging, audio, time_reference=start_sample, n_samples=n_audio,
                                  loudness=LoudnessOptions(target_lufs=options.loudness_lufs),
+                                 template=template_for(plan.style),
                                  description=f"muvi {plan.style} {plan.key.name}", origination=None)
         files.update({f"{k}.wav": v for k, v in stem_files.stems.items()}, **{"mix.wav": stem_files.mix})
         midi_start = MidiStart.of(timeline)
-        files["stems.mid"] = write_midi(score, staging / "stems.mid", stems=list(options.stems), start=midi_start)
+        played = music.performance
+        files["stems.mid"] = write_midi(score, staging / "stems.mid", stems=list(options.stems), start=midi_start,
+                                        performance=played)
         files.update({f"{k}.mid": v for k, v in write_stem_midis(score, staging, stems=list(options.stems),
-                                                                start=midi_start).items()})
+                                                                start=midi_start, performance=played).items()})
         beats_json = {"tempo_map": tempo.to_json(), "timeline_start_seconds": float(timeline.start.seconds),
                       "beats": [float(b) for b in tempo.beat_times(duration)],
                       "downbeats": [float(b) for b in tempo.downbeat_times(duration)],
@@ -469,6 +499,7 @@ def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, 
         timings["write"] = time.perf_counter() - t
         report = {**report, "audio": {"samples": n_audio, "seconds": round(n_audio / AUDIO_SAMPLE_RATE, 4),
                                       "tail_seconds": plan.shape.tail_seconds},
+                  "mix": _mix_report(stem_files.loudness, plan.style, list(options.stems)),
                   "timings_s": {k: round(v, 3) for k, v in timings.items()}}
         report_text = json.dumps(report, indent=1, default=float)
         (staging / "report.json").write_text(report_text)
@@ -489,6 +520,20 @@ def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, 
             except OSError:
                 break
     return final, json.loads(report_text)
+
+
+def _mix_report(loudness: LoudnessReport, style: str, stems: list[str]) -> dict[str, Any]:
+    """The bus's figures and each stem's loudness against its template range."""
+    out = loudness.to_json()
+    template = template_for(style)
+    if template is not None:
+        playing = [s for s, v in loudness.stems_lu.items() if math.isfinite(v)]
+        targets = template.targets(playing)
+        out["stems"] = {s: {"lu": out["stems_lu"].get(s), "target_lu": round(targets[s], 2),
+                            "tolerance_lu": template.stems[s].tolerance,
+                            "within": abs(loudness.stems_lu[s] - targets[s]) <= template.stems[s].tolerance}
+                        for s in playing}
+    return out
 
 
 def _report(decoded: Decoded, options: GenerateOptions, analysis: Analysis, plan: Plan, cond: Conditioning,
@@ -516,6 +561,7 @@ def _report(decoded: Decoded, options: GenerateOptions, analysis: Analysis, plan
         "accent_hit_rate_all": (sum(flags) / len(flags)) if flags else math.nan,
         "cuts_on_beats": f"{sum(cut_flags)}/{len(cut_flags)}",
         "musicality": musicality(music.score, key=plan.key, stems=list(options.stems)),
+        "performance": music.performance.stats(music.score) if music.performance is not None else None,
     }
 
 
@@ -584,6 +630,7 @@ class Generator:
         timings["adaptor"] = sampled.adaptor_seconds
         timings["sampling"] -= sampled.adaptor_seconds
         music = stage("notes", lambda: notes_stage(plan, cond, sampled, options))
+        music = stage("perform", lambda: perform_stage(music, plan, options))
         audio = stage("render", lambda: render_stage(music, timeline, plan, options))
         report = _report(decoded, options, analysis, plan, cond, sampled, music, backend=self.backend, meta=self.meta)
         files, written = stage("write", lambda: write_stage(out_dir, timeline=timeline, options=options, plan=plan,

@@ -1,17 +1,18 @@
-"""From audio stems to deliverables: loudness, mix, Broadcast-WAV stems, preview MP4.
+"""From a score to audio stems, and from stems to deliverables: Broadcast-WAV stems, preview MP4.
 
 Rules (DESIGN §3, FIELD-NOTES "Audio deliverables"):
 
 - every stem of one result has exactly the timeline's length in samples and the same start
   (TimeReference = the timeline's record start in samples), so stems sum to the mix;
-- loudness is normalised on the mix with one gain applied to every stem (ITU-R BS.1770
-  integrated loudness via pyloudnorm), default −16 LUFS, and the gain is lowered where needed
-  so the mix stays under a true-peak ceiling (default −1 dBTP, 4× oversampled peak as in
-  BS.1770 annex 2) and no stem clips;
+- the balance, the bus (compressor, limiter) and the loudness target (default −16 LUFS,
+  −1 dBTP) are :mod:`muvi.mix`'s: one gain curve for every stem, so no stem clips and the
+  stems still sum to the mix;
 - files appear complete or not at all: all are written to temporary names first, then renamed.
 
 Synthesis: each stem of a score is rendered by its own FluidSynth instance (one SoundFont,
-dynamic sample loading) at 48 kHz float, so stems are exact and separable.
+dynamic sample loading) at 48 kHz float, so stems are exact and separable; its reverb is the
+stem's send (a template's, :func:`muvi.mix.reverb_sends`). What is played comes from a
+:class:`muvi.music.perform.Performance` (the grid when none is given).
 """
 
 from __future__ import annotations
@@ -30,14 +31,11 @@ import numpy as np
 from muvi.bwf import BextInfo, LoudnessFields, write_bwf
 from muvi.errors import AudioWriteError, InvalidInputError, RenderError
 from muvi.fileio import atomic_path
+from muvi.mix import LoudnessOptions, LoudnessReport, MixTemplate, master
+from muvi.music.perform import Performance, grid_performance
 from muvi.timeline import AUDIO_SAMPLE_RATE, Timeline
 
 __all__ = [
-    "LoudnessOptions",
-    "LoudnessReport",
-    "integrated_loudness",
-    "true_peak_dbtp",
-    "normalize_loudness",
     "fit_length",
     "StemFiles",
     "write_stems",
@@ -49,113 +47,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LoudnessOptions:
-    """Loudness target: integrated LUFS and a true-peak ceiling in dBTP; ``None`` disables."""
-
-    target_lufs: float | None = -16.0
-    ceiling_dbtp: float = -1.0
-
-    def __post_init__(self) -> None:
-        if self.target_lufs is not None and not (-70.0 <= self.target_lufs <= 0.0):
-            raise InvalidInputError(f"loudness target must be between -70 and 0 LUFS, got {self.target_lufs}")
-        if not (-20.0 <= self.ceiling_dbtp <= 0.0):
-            raise InvalidInputError(f"true-peak ceiling must be between -20 and 0 dBTP, got {self.ceiling_dbtp}")
-
-
-@dataclass(frozen=True)
-class LoudnessReport:
-    measured_lufs: float  # of the mix before gain (-inf for silence)
-    gain_db: float
-    output_lufs: float
-    output_true_peak_dbtp: float
-    limited_by_peak: bool  # the target was not reached because of the ceiling
-
-
-def _db(x: float) -> float:
-    return 20.0 * math.log10(x) if x > 0 else -math.inf
-
-
-def integrated_loudness(audio: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> float:
-    """BS.1770-4 integrated loudness (LUFS) of (channels, samples) audio; −inf if too short or silent."""
-    import pyloudnorm
-
-    a = np.atleast_2d(np.asarray(audio, dtype=np.float64))
-    if a.shape[1] < int(0.4 * sample_rate) + 1 or not np.any(a):
-        return -math.inf
-    value = float(pyloudnorm.Meter(sample_rate).integrated_loudness(a.T))
-    return value if math.isfinite(value) else -math.inf
-
-
-def true_peak_dbtp(audio: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> float:
-    """True peak in dBTP: the peak of the signal oversampled to ≥ 192 kHz (BS.1770-4 annex 2)."""
-    from scipy.signal import resample_poly
-
-    a = np.atleast_2d(np.asarray(audio, dtype=np.float64))
-    if a.size == 0:
-        return -math.inf
-    factor = max(1, math.ceil(192000 / sample_rate))
-    peak = float(np.max(np.abs(a)))
-    if factor > 1:
-        peak = max(peak, float(np.max(np.abs(resample_poly(a, factor, 1, axis=-1)))))
-    return _db(peak)
-
-
-def normalize_loudness(
-    stems: Mapping[str, np.ndarray],
-    options: LoudnessOptions,
-    sample_rate: int = AUDIO_SAMPLE_RATE,
-) -> tuple[dict[str, np.ndarray], np.ndarray, LoudnessReport]:
-    """One gain for all stems so the mix meets ``options``; returns (stems, mix, report)."""
-    mix = _sum(stems)
-    measured = integrated_loudness(mix, sample_rate)
-    tp = true_peak_dbtp(mix, sample_rate)
-    gain_db = 0.0
-    if options.target_lufs is not None and math.isfinite(measured):
-        gain_db = options.target_lufs - measured
-    limited = False
-    if math.isfinite(tp) and tp + gain_db > options.ceiling_dbtp:
-        gain_db = options.ceiling_dbtp - tp
-        limited = options.target_lufs is not None
-    stem_peak = max((float(np.max(np.abs(s))) for s in stems.values() if s.size), default=0.0)
-    if stem_peak > 0 and _db(stem_peak) + gain_db > -0.01:  # a stem louder than the mix (phase)
-        gain_db = -0.01 - _db(stem_peak)
-        limited = True
-    g = 10.0 ** (gain_db / 20.0)
-    out = {k: v * g for k, v in stems.items()}
-    out_mix = mix * g
-    report = LoudnessReport(
-        measured_lufs=measured,
-        gain_db=gain_db,
-        output_lufs=measured + gain_db if math.isfinite(measured) else -math.inf,
-        output_true_peak_dbtp=tp + gain_db,
-        limited_by_peak=limited,
-    )
-    return out, out_mix, report
-
-
-def _sum(stems: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The stems summed in place (one pass, no stacked copy); a non-finite sample in any stem
-    shows in the sum (NaN and ±inf propagate), and only then are the stems searched for it."""
-    arrays = list(stems.values())
-    if not arrays:
-        raise AudioWriteError("no stems to mix")
-    shape = arrays[0].shape
-    for name, a in stems.items():
-        if a.shape != shape:
-            raise AudioWriteError(f"stem {name!r} has shape {a.shape}, expected {shape} like the others")
-    mix = np.array(arrays[0], dtype=np.float64, copy=True)
-    for a in arrays[1:]:
-        mix += a
-    if not np.isfinite(mix).all():
-        for name, a in stems.items():
-            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
-            if bad:
-                raise AudioWriteError(f"stem {name!r}: refusing {bad} non-finite samples (NaN/Inf)")
-        raise AudioWriteError("the mix overflows (non-finite samples)")
-    return mix
 
 
 def fit_length(audio: np.ndarray, n_samples: int, *, fade_samples: int = 480) -> np.ndarray:
@@ -190,6 +81,7 @@ def write_stems(
     time_reference: int = 0,
     n_samples: int | None = None,
     loudness: LoudnessOptions = LoudnessOptions(),
+    template: MixTemplate | None = None,
     sample_rate: int = AUDIO_SAMPLE_RATE,
     bit_depth: int = 24,
     description: str = "",
@@ -214,7 +106,7 @@ def write_stems(
         start_sample = time_reference
         n = n_samples if n_samples is not None else max(np.atleast_2d(v).shape[-1] for v in stems.values())
     fitted = {k: fit_length(v, n) for k, v in stems.items()}
-    fitted, mix, report = normalize_loudness(fitted, loudness, sample_rate)
+    fitted, mix, report = master(fitted, loudness, template=template, sample_rate=sample_rate)
     fields = LoudnessFields(integrated_lufs=report.output_lufs, true_peak_dbtp=report.output_true_peak_dbtp)
     when = origination or _dt.datetime.now().replace(microsecond=0)
     out_dir = Path(out_dir)
@@ -382,7 +274,7 @@ def _block(pos: int) -> int:
 
 
 def _render_stem(
-    fs: Any, soundfont: Path, notes: Sequence[Any], *, program: int, drums: bool, times: Callable[[int], int],
+    fs: Any, soundfont: Path, played: Sequence[Any], *, program: int, drums: bool, times: Callable[[Fraction], int],
     n_samples: int, options: SynthOptions,
 ) -> np.ndarray:
     synth = fs.Synth(gain=options.gain, samplerate=float(options.sample_rate))
@@ -401,16 +293,16 @@ def _render_stem(
         if options.chorus:
             synth.set_chorus(level=options.chorus_level)
         events: list[tuple[int, int, int, int]] = []
-        for n in notes:
-            on = times(n.start)
+        for p in played:
+            on = times(p.on)
             if on < 0 or on >= n_samples:
                 continue
             # FluidSynth applies an event at the start of its next 64-sample block: issued at the
             # block boundary nearest its sample, a note starts within ±32 samples (0.67 ms) of
             # its time instead of up to 64 late
             on_q = _block(on)
-            events.append((on_q, 1, n.pitch, n.velocity))
-            events.append((max(on_q + FLUID_BLOCK, _block(times(n.end))), 0, n.pitch, 0))
+            events.append((on_q, 1, p.pitch, p.velocity))
+            events.append((max(on_q + FLUID_BLOCK, _block(times(p.off))), 0, p.pitch, 0))
         events.sort()
         buf = np.zeros((n_samples, 2), np.float32)
         write = fs._fl.fluid_synth_write_float
@@ -440,14 +332,19 @@ def render_score(
     stems: Sequence[str] | None = None,
     n_samples: int | None = None,
     default_programs: Mapping[str, int] | None = None,
+    performance: Performance | None = None,
+    stem_options: Mapping[str, SynthOptions] | None = None,
 ) -> dict[str, np.ndarray]:
     """Synthesise each stem of a :class:`muvi.music.score.Score` separately with FluidSynth.
 
-    Returns ``{stem: (2, N) float64}``, all the same length: ``n_samples`` if given, else up
-    to the last note-off plus ``options.tail_seconds``. Sample 0 is the music's start (time
-    0 of the tempo map); a note at step ``s`` starts at ``floor(score.step_time(s) * sr)``.
-    Stems render in parallel (FluidSynth runs outside the GIL). The drums stem uses the
-    SoundFont's percussion bank.
+    ``performance`` (:mod:`muvi.music.perform`) says when and how hard each note is played;
+    without it the score is played as written, on the grid. Returns ``{stem: (2, N)
+    float64}``, all the same length: ``n_samples`` if given, else up to the last note-off plus
+    ``options.tail_seconds``; ``stem_options`` override ``options`` per stem (reverb sends).
+    Sample 0 is the music's start (time 0 of the tempo map); a note
+    played at beat ``b`` starts at ``floor(score.tempo.time_at(b) * sr)``. Stems render in
+    parallel (FluidSynth runs outside the GIL). The drums stem uses the SoundFont's
+    percussion bank.
     """
     import os
     from concurrent.futures import ThreadPoolExecutor
@@ -456,20 +353,21 @@ def render_score(
     soundfont = find_soundfont(options.soundfont)
     sr = options.sample_rate
     names = list(stems) if stems is not None else list(score.stems)
-    by_stem = score.by_stem()
+    by_stem = (performance or grid_performance(score)).by_stem()
 
-    def times(step: int) -> int:
-        return math.floor(score.step_time(step) * sr)
+    def times(beat: Fraction) -> int:
+        return math.floor(score.tempo.time_at(beat) * sr)
 
     if n_samples is None:
-        last = max((times(n.end) for n in score.notes), default=0)
+        last = max((times(p.off) for notes in by_stem.values() for p in notes), default=0)
         n_samples = max(1, last + int(options.tail_seconds * sr))
     programs = {**(default_programs or {}), **dict(score.programs)}
     with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as pool:
         futures = {
             name: pool.submit(
                 _render_stem, fs, soundfont, by_stem.get(name, []), program=int(programs.get(name, 0)),
-                drums=name == "drums", times=times, n_samples=n_samples, options=options,
+                drums=name == "drums", times=times, n_samples=n_samples,
+                options=(stem_options or {}).get(name, options),
             )
             for name in names
         }

@@ -86,7 +86,7 @@ def options_from_proto(msg: pb.GenerateOptions, defaults: GenerateOptions = Gene
     """Pipeline options: fields the request sets, the server's defaults for the rest."""
     changes: dict[str, Any] = {}
     for name in ("style", "mood", "key", "bpm", "meter", "seed", "steps", "cfg", "preview", "energy", "energy_curve",
-                 "ending", "tail"):
+                 "ending", "tail", "feel"):
         if msg.HasField(name):
             changes[name] = getattr(msg, name)
     if msg.hits:
@@ -128,7 +128,7 @@ def check_request_size(msg: pb.GenerateRequest, limits: Any) -> None:
     texts += [(f"timeline.segments[{i}].{f}", getattr(s, f)) for i, s in enumerate(segs) for f in ("media_path", "name")]
     o = msg.options
     texts += [(f"options.{f}", getattr(o, f)) for f in ("style", "mood", "key", "prompt_path", "energy", "energy_curve",
-                                                        "ending")]
+                                                        "ending", "feel")]
     texts += [(f"options.hits[{i}]", h) for i, h in enumerate(o.hits)] + [(f"options.stems[{i}]", h) for i, h in enumerate(o.stems)]
     for field, text in texts:
         if len(text) > limits.max_text:

@@ -25,12 +25,13 @@ import numpy as np
 from muvi.errors import InvalidInputError, MediaError
 from muvi.fileio import atomic_path
 from muvi.music.keys import Key
+from muvi.music.perform import TICKS_PER_BEAT, Performance, grid_performance
 from muvi.music.score import Note, Score
 from muvi.music.tempo import TempoChange, TempoMap
 
 __all__ = ["read_midi", "write_midi", "write_stem_midis", "MidiStart", "Part", "assign_stems", "PPQ"]
 
-PPQ = 480
+PPQ = TICKS_PER_BEAT  # 480: a performance's times are whole ticks
 DRUM_CHANNEL = 9
 
 
@@ -279,7 +280,8 @@ def _midi_key_name(tonic: int, mode: str) -> str:
     return (_MINOR_NAMES if mode == "minor" else _MAJOR_NAMES)[tonic % 12]
 
 
-def _score_tracks(score: Score, stems: Sequence[str], start: MidiStart | None = None) -> list[Any]:
+def _score_tracks(score: Score, stems: Sequence[str], start: MidiStart | None = None,
+                  performance: Performance | None = None) -> list[Any]:
     mido = _mido()
     if score.steps_per_beat <= 0 or PPQ % score.steps_per_beat:
         raise InvalidInputError(f"steps per beat {score.steps_per_beat} does not divide {PPQ}")
@@ -304,7 +306,7 @@ def _score_tracks(score: Score, stems: Sequence[str], start: MidiStart | None = 
         meta.append(msg.copy(time=t - tick))
         tick = t
     tracks = [meta]
-    by_stem = score.by_stem()
+    by_stem = (performance or grid_performance(score)).by_stem()
     channel = 0
     for stem in stems:
         is_drum = stem == "drums"
@@ -316,12 +318,11 @@ def _score_tracks(score: Score, stems: Sequence[str], start: MidiStart | None = 
         if not is_drum:
             tr.append(mido.Message("program_change", channel=ch, program=int(score.programs.get(stem, 0)), time=0))
         notes = []
-        for n in by_stem.get(stem, []):
-            on, off = Fraction(n.start, spb), Fraction(n.end, spb)
-            if on < clock.b0:  # before the first frame: not in the stems either
+        for p in by_stem.get(stem, []):
+            if p.on < clock.b0:  # before the first frame: not in the stems either
                 continue
-            a, e = clock.tick(on), clock.tick(off)
-            notes += [(e, 0, n.pitch, 0), (a, 1, n.pitch, n.velocity)] if e > a else []
+            a, e = clock.tick(p.on), clock.tick(p.off)
+            notes += [(e, 0, p.pitch, 0), (a, 1, p.pitch, p.velocity)] if e > a else []
         notes.sort()  # offs before ons at the same tick
         tick = 0
         for t, on, pitch, vel in notes:
@@ -333,15 +334,16 @@ def _score_tracks(score: Score, stems: Sequence[str], start: MidiStart | None = 
 
 
 def write_midi(score: Score, path: Path | str, *, stems: Sequence[str] | None = None,
-               start: MidiStart | None = None) -> Path:
+               start: MidiStart | None = None, performance: Performance | None = None) -> Path:
     """Write one type-1 MIDI file with a track per stem and the score's tempo map (atomic).
     With ``start`` (a take for a timeline), tick 0 is the music's time 0 — the timeline's first
     frame, where the stems start — and the file carries that SMPTE offset; without it, tick 0
-    is the score's beat 0."""
+    is the score's beat 0. With ``performance`` the notes are written as played (its timing,
+    velocities and ghost notes, :mod:`muvi.music.perform`), else on the grid."""
     mido = _mido()
     stems = list(stems) if stems is not None else list(score.stems)
     mf = mido.MidiFile(type=1, ticks_per_beat=PPQ)
-    mf.tracks.extend(_score_tracks(score, stems, start))
+    mf.tracks.extend(_score_tracks(score, stems, start, performance))
     path = Path(path)
     with atomic_path(path) as tmp:
         mf.save(str(tmp))
@@ -349,9 +351,10 @@ def write_midi(score: Score, path: Path | str, *, stems: Sequence[str] | None = 
 
 
 def write_stem_midis(score: Score, out_dir: Path | str, *, stems: Sequence[str] | None = None,
-                     start: MidiStart | None = None) -> dict[str, Path]:
-    """One MIDI file per stem (``<stem>.mid``), each with the tempo map (``start``: as :func:`write_midi`)."""
+                     start: MidiStart | None = None, performance: Performance | None = None) -> dict[str, Path]:
+    """One MIDI file per stem (``<stem>.mid``), each with the tempo map (``start`` and
+    ``performance``: as :func:`write_midi`)."""
     out = {}
     for stem in stems if stems is not None else score.stems:
-        out[stem] = write_midi(score, Path(out_dir) / f"{stem}.mid", stems=[stem], start=start)
+        out[stem] = write_midi(score, Path(out_dir) / f"{stem}.mid", stems=[stem], start=start, performance=performance)
     return out

@@ -41,7 +41,7 @@ class Timeline(_message.Message):
     def __init__(self, rate: _Optional[_Union[Rate, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class GenerateOptions(_message.Message):
-    __slots__ = ("style", "mood", "key", "bpm", "meter", "stems", "seed", "steps", "cfg", "prompt_path", "loudness_lufs", "preview", "energy", "energy_curve", "ending", "tail", "hits", "sections")
+    __slots__ = ("style", "mood", "key", "bpm", "meter", "stems", "seed", "steps", "cfg", "prompt_path", "loudness_lufs", "preview", "energy", "energy_curve", "ending", "tail", "hits", "sections", "feel")
     STYLE_FIELD_NUMBER: _ClassVar[int]
     MOOD_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class GenerateOptions(_message.Message):
     TAIL_FIELD_NUMBER: _ClassVar[int]
     HITS_FIELD_NUMBER: _ClassVar[int]
     SECTIONS_FIELD_NUMBER: _ClassVar[int]
+    FEEL_FIELD_NUMBER: _ClassVar[int]
     style: str
     mood: str
     key: str
@@ -78,7 +79,8 @@ class GenerateOptions(_message.Message):
     tail: float
     hits: _containers.RepeatedScalarFieldContainer[str]
     sections: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, style: _Optional[str] = ..., mood: _Optional[str] = ..., key: _Optional[str] = ..., bpm: _Optional[float] = ..., meter: _Optional[int] = ..., stems: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., cfg: _Optional[float] = ..., prompt_path: _Optional[str] = ..., loudness_lufs: _Optional[float] = ..., preview: _Optional[bool] = ..., energy: _Optional[str] = ..., energy_curve: _Optional[str] = ..., ending: _Optional[str] = ..., tail: _Optional[float] = ..., hits: _Optional[_Iterable[str]] = ..., sections: _Optional[_Iterable[float]] = ...) -> None: ...
+    feel: str
+    def __init__(self, style: _Optional[str] = ..., mood: _Optional[str] = ..., key: _Optional[str] = ..., bpm: _Optional[float] = ..., meter: _Optional[int] = ..., stems: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., cfg: _Optional[float] = ..., prompt_path: _Optional[str] = ..., loudness_lufs: _Optional[float] = ..., preview: _Optional[bool] = ..., energy: _Optional[str] = ..., energy_curve: _Optional[str] = ..., ending: _Optional[str] = ..., tail: _Optional[float] = ..., hits: _Optional[_Iterable[str]] = ..., sections: _Optional[_Iterable[float]] = ..., feel: _Optional[str] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("request_id", "timeline", "options", "output_name", "overwrite")

@@ -11,15 +11,8 @@ import soundfile
 
 from muvi.bwf import BextInfo, LoudnessFields, read_bwf, write_bwf
 from muvi.errors import AudioWriteError, InvalidInputError
-from muvi.render import (
-    LoudnessOptions,
-    fit_length,
-    integrated_loudness,
-    normalize_loudness,
-    true_peak_dbtp,
-    write_preview,
-    write_stems,
-)
+from muvi.mix import LoudnessOptions, integrated_loudness, normalize_loudness, true_peak_dbtp
+from muvi.render import fit_length, write_preview, write_stems
 from muvi.timeline import Rate, RationalTime, Segment, Timeline, TimeRange
 from muvi.video import probe
 from tests.conftest import R2398, R2997, Media
