@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.muvi-installed
 PYTEST_ARGS ?=
-APT_PACKAGES := libfluidsynth3 fluid-soundfont-gm hydrogen-data mate-backgrounds
+APT_PACKAGES := libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont hydrogen-data mate-backgrounds
 # only `make test` needs these: the Blender add-on's test runs it headless (make demo does not)
 TEST_APT_PACKAGES := blender
 

@@ -106,7 +106,8 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="render a MIDI file to 48 kHz / 24-bit Broadcast-WAV stems and a mix")
     p.add_argument("midi", type=Path, metavar="FILE.mid")
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
-    p.add_argument("--soundfont", type=Path, default=None, metavar="SF2", help="General MIDI SoundFont to use")
+    p.add_argument("--soundfont", type=Path, default=None, metavar="SF2",
+                   help="General MIDI SoundFont: a file, or fluidr3 (default) or musescore")
     p.add_argument("--no-reverb", action="store_true")
     p.add_argument("--chorus", action="store_true")
     p.add_argument("--loudness", type=float, default=-16.0, metavar="LUFS", help="integrated loudness target")
@@ -417,7 +418,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                         "with --otio, markers named energy=<level> do the same")
     _add_shape_flags(p)
     p.add_argument("--no-preview", action="store_true")
-    p.add_argument("--soundfont", type=Path, default=None)
+    p.add_argument("--soundfont", type=Path, default=None, metavar="SF2",
+                   help="General MIDI SoundFont: a file, or fluidr3 (default) or musescore")
     p.add_argument("--backend", default="auto",
                    help="auto, torch-cpu, torch-cuda, onnxruntime-cpu, onnxruntime-cuda or tensorrt")
     p.add_argument("--engines", type=Path, default=None, metavar="DIR",

@@ -29,14 +29,14 @@ from muvi.timeline import AUDIO_SAMPLE_RATE
 
 __all__ = [
     "LoudnessOptions", "LoudnessReport", "StemMix", "MixTemplate", "MIX_TEMPLATES", "template_for",
-    "integrated_loudness", "true_peak_dbtp", "master", "normalize_loudness", "reverb_sends", "stem_loudness",
+    "integrated_loudness", "true_peak_dbtp", "master", "normalize_loudness", "reverb_sends", "stem_levels",
 ]
 
 MAX_COMPRESSION_DB = 4.0
 COMPRESSOR_THRESHOLD_LU = 5.0  # over the mix's integrated loudness
 MAX_LIMITING_DB = 6.0
-BALANCE_PASSES = 2
 MAKE_UP_PASSES = 2
+BALANCE_PASSES = 4
 STEM_CEILING = 10.0 ** (-0.1 / 20.0)  # a stem's sample peak (stems partly cancel in the mix)  # beyond this the target is given up for the ceiling (reported)
 
 
@@ -84,16 +84,15 @@ def _r(x: float) -> float | None:
 class StemMix:
     """One stem in a template: ``level_lu`` its loudness relative to the mix when all four
     stems play (LU), ``pan`` −1 (left) .. 1, ``width`` 0 (mono) .. 1 (as rendered) .. 1.5,
-    ``reverb`` the send (FluidSynth reverb level). The range a stem must fall in is
-    ± ``tolerance``: the balance between stems is set exactly, but a stem that plays in bursts
-    measures louder against the mix than its share of the mix's power (BS.1770 gates each
-    signal on its own loud blocks), by 0.5–2.2 LU for all stems alike in the corpus's styles."""
+    ``reverb`` the send (FluidSynth reverb level). The level is :func:`stem_levels`'s; the
+    range a stem must fall in is ± ``tolerance`` (what correlated stems, a kick on the bass
+    note, move it by)."""
 
     level_lu: float
     pan: float = 0.0
     width: float = 1.0
     reverb: float = 0.3
-    tolerance: float = 2.5
+    tolerance: float = 1.5
 
 
 @dataclass(frozen=True)
@@ -151,25 +150,49 @@ def _k_weighted(audio: np.ndarray, sr: int) -> np.ndarray:
     return out
 
 
-def _gated_loudness(k: np.ndarray, sr: int) -> float:
-    """Integrated loudness of a K-weighted (channels, samples) signal: mean square in 400 ms
-    blocks every 100 ms, the −70 LUFS absolute gate, the −10 LU relative gate (as pyloudnorm)."""
+def _block_power(k: np.ndarray, sr: int) -> np.ndarray:
+    """Mean square of a K-weighted (channels, samples) signal, summed over channels, in 400 ms
+    blocks every 100 ms (BS.1770-4, as pyloudnorm)."""
     n = k.shape[-1]
     if n < int(0.4 * sr) + 1:
-        return -math.inf
+        return np.zeros(0)
     csum = np.concatenate([[0.0], np.cumsum(np.einsum("cn,cn->n", k, k))])
     count = int(round((n / sr - 0.4) / 0.1)) + 1
     j = np.arange(count)
     lo, hi = (0.4 * (j * 0.25) * sr).astype(int), np.minimum((0.4 * (j * 0.25 + 1) * sr).astype(int), n)
-    power = (csum[hi] - csum[lo]) / (0.4 * sr)
+    return (csum[hi] - csum[lo]) / (0.4 * sr)
+
+
+def _gate(power: np.ndarray) -> np.ndarray:
+    """The blocks that count: over −70 LUFS and within 10 LU of the mean of those."""
     with np.errstate(divide="ignore"):
         loud = -0.691 + 10.0 * np.log10(power)
-    keep = power[loud >= -70.0]
-    if keep.size == 0:
-        return -math.inf
-    rel = -0.691 + 10.0 * math.log10(float(keep.mean())) - 10.0
-    keep = power[(loud >= -70.0) & (loud >= rel)]
-    return -0.691 + 10.0 * math.log10(float(keep.mean())) if keep.size else -math.inf
+    keep = loud >= -70.0
+    if not keep.any():
+        return keep
+    rel = -0.691 + 10.0 * math.log10(float(power[keep].mean())) - 10.0
+    return keep & (loud >= rel)
+
+
+def _gated_loudness(k: np.ndarray, sr: int) -> float:
+    """Integrated loudness of a K-weighted signal: the gated blocks' mean power."""
+    power = _block_power(k, sr)
+    mask = _gate(power) if power.size else power.astype(bool)
+    return -0.691 + 10.0 * math.log10(float(power[mask].mean())) if mask.any() else -math.inf
+
+
+def _shares(parts: Mapping[str, np.ndarray], whole: np.ndarray, sr: int) -> dict[str, float]:
+    """Each K-weighted part's energy against the whole's, over the whole's gated blocks (LU)."""
+    power = _block_power(whole, sr)
+    mask = _gate(power) if power.size else power.astype(bool)
+    total = float(power[mask].sum()) if mask.any() else 0.0
+    out = {}
+    for name, k in parts.items():
+        blocks = _block_power(k, sr)
+        audible = blocks.size and _gate(blocks).any()  # under −70 LUFS throughout: silent
+        own = float(blocks[mask].sum()) if total > 0 and audible else 0.0
+        out[name] = 10.0 * math.log10(own / total) if own > 0 else -math.inf
+    return out
 
 
 def integrated_loudness(audio: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> float:
@@ -203,6 +226,11 @@ class _Meter:
         acc = self.weighted(gains_db, curve)
         return _gated_loudness(acc, self.sr) if np.any(acc) else -math.inf
 
+    def shares(self, gains_db: Mapping[str, float], curve: np.ndarray | None = None) -> dict[str, float]:
+        """Each named stem's level relative to their mix (:func:`stem_levels`), at these gains."""
+        parts = {name: self.weighted({name: db}, curve) for name, db in gains_db.items()}
+        return _shares(parts, self.weighted(gains_db, curve), self.sr)
+
 
 def true_peak_dbtp(audio: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> float:
     """True peak in dBTP: the peak of the signal oversampled to ≥ 192 kHz (BS.1770-4 annex 2)."""
@@ -222,10 +250,13 @@ def _db(x: float) -> float:
     return 20.0 * math.log10(x) if x > 0 else -math.inf
 
 
-def stem_loudness(stems: Mapping[str, np.ndarray], mix: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> dict[str, float]:
-    """Each stem's integrated loudness relative to the mix's (LU; −inf for a silent stem)."""
-    ref = integrated_loudness(mix, sample_rate)
-    return {k: integrated_loudness(v, sample_rate) - ref for k, v in stems.items()}
+def stem_levels(stems: Mapping[str, np.ndarray], mix: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> dict[str, float]:
+    """Each stem's level relative to the mix (LU): its K-weighted energy against the mix's, over
+    the blocks the mix's loudness counts (−inf for a silent stem). Unlike the stem's own
+    integrated loudness, which gates on the stem's loud blocks, a stem that plays in bursts
+    counts for its share of the mix; uncorrelated stems' levels sum (as powers) to the mix."""
+    parts = {k: _k_weighted(v, sample_rate) for k, v in stems.items()}
+    return _shares(parts, _k_weighted(mix, sample_rate), sample_rate)
 
 
 # -- the stages --------------------------------------------------------------------------------
@@ -319,14 +350,11 @@ def _per_sample(block_gain: np.ndarray, block: int, n: int) -> np.ndarray:
 
 
 def _balance(stems: dict[str, np.ndarray], template: MixTemplate, meter: _Meter) -> dict[str, float]:
-    """Gains (dB) that bring each playing stem to its loudness relative to the mix (silent stems
-    are left alone). Two corrections remove what sparse or correlated stems add, up to a shift
-    common to all: the balance between stems is exact, the level against the mix within that
-    shift."""
-    levels = {k: meter.of({k: 0.0}) for k in stems if k in template.stems}
-    playing = [k for k, v in levels.items() if math.isfinite(v)]
-    targets = template.targets(playing)
-    gains = {k: targets[k] - levels[k] for k in playing}
+    """Gains (dB) that bring each playing stem to its level relative to the mix
+    (:func:`stem_levels`); silent stems (under BS.1770's −70 LUFS gate: a reverb's denormal
+    hiss is not a part to bring up) are left alone."""
+    playing = [k for k in stems if k in template.stems and math.isfinite(meter.of({k: 0.0}))]  # over −70 LUFS
+    gains = {k: 0.0 for k in playing}
     for _ in range(BALANCE_PASSES):
         correction = _balance_error(gains, template, meter)
         if not correction:
@@ -337,12 +365,14 @@ def _balance(stems: dict[str, np.ndarray], template: MixTemplate, meter: _Meter)
 
 def _balance_error(gains: Mapping[str, float], template: MixTemplate, meter: _Meter,
                    curve: np.ndarray | None = None) -> dict[str, float]:
-    """Per stem, the gain (dB) that removes its error against the template beyond the shift
-    common to all; empty when every stem is within 0.3 LU of it."""
-    mix = meter.of(gains, curve)
-    error = {k: template.targets(list(gains))[k] - (meter.of({k: g}, curve) - mix) for k, g in gains.items()}
-    common = float(np.mean(list(error.values()))) if error else 0.0
-    if max((abs(e - common) for e in error.values()), default=0.0) < 0.3:
+    """Per stem, the gain (dB) that removes its error against the template (the shift common to
+    all, which no gain removes, taken out); empty when every stem is within 0.2 LU."""
+    if not gains:
+        return {}
+    targets = template.targets(list(gains))
+    error = {k: targets[k] - v for k, v in meter.shares(gains, curve).items()}
+    common = float(np.mean(list(error.values())))
+    if max(abs(e - common) for e in error.values()) < 0.2:
         return {}
     return {k: e - common for k, e in error.items()}
 
@@ -433,7 +463,7 @@ def master(
     curve = gain * 10.0 ** (trim / 20.0)
     output = meter.of(gains_all, curve)
     limited = options.target_lufs is not None and math.isfinite(output) and output < options.target_lufs - 0.5
-    stems_lu = {k: meter.of({k: gains_all[k]}, curve) - output for k in out} if template is not None else {}
+    stems_lu = meter.shares(gains_all, curve) if template is not None else {}
     report = LoudnessReport(
         measured_lufs=did["measured"], gain_db=did["static"] + trim, output_lufs=output,
         output_true_peak_dbtp=tp + trim, limited_by_peak=bool(limited), compression_db=did["compression"],

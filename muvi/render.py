@@ -198,11 +198,16 @@ def mux_audio(out: Any, stream: Any, audio: np.ndarray, *, sample_rate: int = AU
 
 # -- synthesis (FluidSynth) ----------------------------------------------------------------
 SOUNDFONT_CANDIDATES = (
-    "/usr/share/sounds/sf2/FluidR3_GM.sf2",  # Debian fluid-soundfont-gm (MIT)
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",  # Debian fluid-soundfont-gm (MIT): the default (README, SoundFont)
     "/usr/share/sounds/sf2/default-GM.sf2",
     "/usr/share/soundfonts/FluidR3_GM.sf2",
     "/usr/share/soundfonts/default.sf2",
 )
+# the SoundFonts `make setup` installs, by the names --soundfont takes besides a path
+SOUNDFONT_NAMES = {
+    "fluidr3": Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),  # fluid-soundfont-gm (MIT)
+    "musescore": Path("/usr/share/sounds/sf3/MuseScore_General.sf3"),  # musescore-general-soundfont (MIT)
+}
 DRUM_MIDI_CHANNEL = 9
 
 
@@ -235,9 +240,10 @@ def find_soundfont(path: Path | str | None = None) -> Path:
     import os
 
     if path is not None:
-        p = Path(path)
+        p = SOUNDFONT_NAMES.get(str(path).lower(), Path(path))
         if not p.is_file():
-            raise RenderError(f"SoundFont not found: {p}")
+            raise RenderError(f"SoundFont not found: {p}" + (" (make setup installs it)" if str(path).lower()
+                                                              in SOUNDFONT_NAMES else ""))
         return p
     env = os.environ.get("MUVI_SOUNDFONT")
     for cand in ([env] if env else []) + list(SOUNDFONT_CANDIDATES):

@@ -135,10 +135,11 @@ def test_the_addon_core_needs_no_blender_and_refuses_what_it_cannot_time(tmp_pat
     spec.loader.exec_module(core)  # type: ignore[union-attr]
     from muvi.music.styles import STYLES
     from muvi.pipeline import ALL_STEMS
+    from muvi.music.perform import FEELS
     from muvi.shape import ENDINGS
     from plugin_server.v1 import plugin_pb2 as pb
 
-    assert set(core.STYLES) <= set(STYLES) | {"chorale"} and core.ENDINGS == ENDINGS
+    assert set(core.STYLES) <= set(STYLES) | {"chorale"} and core.ENDINGS == ENDINGS and core.FEELS == FEELS
     assert set(core.STEMS) == set(ALL_STEMS) | {"mix"}
     assert core.scene_rate(30, 1.001) == Fraction(30000, 1001) and core.scene_rate(25, 1.0) == 25
     clip = write_shot_clip(tmp_path / "c.mp4", shots=[30], rate=Rate(25)).path

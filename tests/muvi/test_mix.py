@@ -17,7 +17,7 @@ from muvi.mix import (
     integrated_loudness,
     master,
     reverb_sends,
-    stem_loudness,
+    stem_levels,
     template_for,
     true_peak_dbtp,
 )
@@ -57,7 +57,7 @@ def test_every_style_has_a_template() -> None:
 @pytest.mark.parametrize("style", sorted(STYLES))
 def test_each_stem_sits_in_its_template_range(style: str) -> None:
     stems, mix, rep = master(_stems(style), LoudnessOptions(), template=template_for(style))
-    measured = {k: v for k, v in stem_loudness(stems, mix).items() if math.isfinite(v)}  # some styles skip drums
+    measured = {k: v for k, v in stem_levels(stems, mix).items() if math.isfinite(v)}  # some styles skip drums
     targets = template_for(style).targets(list(measured))
     assert set(measured) >= {"bass", "chords", "melody"}
     spread = [measured[k] - targets[k] for k in measured]

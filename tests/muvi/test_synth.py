@@ -59,3 +59,12 @@ def test_fixed_length_and_missing_pieces(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(builtins, "__import__", no_fluidsynth)
     with pytest.raises(RenderError, match="libfluidsynth3"):
         r._fluidsynth()
+
+
+def test_soundfonts_by_name() -> None:
+    from muvi.render import SOUNDFONT_NAMES
+
+    assert find_soundfont("fluidr3") == SOUNDFONT_NAMES["fluidr3"]
+    if SOUNDFONT_NAMES["musescore"].is_file():  # make setup installs it
+        out = render_score(_score(), options=SynthOptions(soundfont=Path("musescore")), n_samples=SR // 2)
+        assert max(float(np.abs(a).max()) for a in out.values()) > 0.01

@@ -177,6 +177,7 @@ def test_capabilities_and_token_file(server: MuviServer) -> None:
     (lambda r, clip: r.options.hits.append("999"), grpc.StatusCode.INVALID_ARGUMENT, "options.hits"),
     (lambda r, clip: r.options.hits.extend(["1", "1.2"]), grpc.StatusCode.INVALID_ARGUMENT, "options.hits"),
     (lambda r, clip: r.options.sections.append(999.0), grpc.StatusCode.INVALID_ARGUMENT, "options.sections"),
+    (lambda r, clip: r.options.__setattr__("feel", "sloppy"), grpc.StatusCode.INVALID_ARGUMENT, "options.feel"),
 ])
 def test_bad_requests_get_the_right_status_naming_the_field(server: MuviServer, clip: Path, change, code, field) -> None:  # type: ignore[no-untyped-def]
     request = pb.GenerateRequest(timeline=_timeline(clip), options=_opts(), output_name="bad")

@@ -1,6 +1,6 @@
 """muvi for Blender's Video Sequence Editor: music for the selected strips, stems back on the timeline.
 
-Sequencer ▸ sidebar (N) ▸ *muvi*: pick style, mood, energy, ending and seed, select movie strips,
+Sequencer ▸ sidebar (N) ▸ *muvi*: pick style, mood, energy, ending, feel and seed, select movie strips,
 press *Generate*. The strips travel to a running ``muvi serve`` as timeline segments (source
 in/out and record in, in the scene's frames at its exact rate); the streamed progress shows in
 the status bar (*Cancel* or Esc stops the job); when it is done the four stems and the mix land
@@ -38,6 +38,7 @@ STYLES = [("auto", "Auto (from the picture)", "")] + [(s, s.title(), "") for s i
 MOODS = [("auto", "Auto (from the picture)", "")] + [(m, m.title(), "") for m in core.MOODS]
 ENERGIES = [(e, e.title(), "") for e in ("auto", "low", "medium", "high")]
 ENDINGS = [(e, e.title(), "") for e in core.ENDINGS]
+FEELS = [(f, f.title(), "") for f in core.FEELS]
 
 
 class MuviPreferences(bpy.types.AddonPreferences):
@@ -60,6 +61,8 @@ class MuviSettings(bpy.types.PropertyGroup):
     mood: EnumProperty(name="Mood", items=MOODS, default="auto")
     energy: EnumProperty(name="Energy", items=ENERGIES, default="auto")
     ending: EnumProperty(name="Ending", items=ENDINGS, default="auto")
+    feel: EnumProperty(name="Feel", items=FEELS, default="natural",
+                       description="how the stems are played: grid (as written), tight, natural or loose")
     seed: IntProperty(name="Seed", default=0, min=0)
     output_name: StringProperty(name="Output", default="", description="folder under the server's output root (empty: the scene's name and a number)")
     markers: BoolProperty(name="Beat markers", default=True, description="add beats, downbeats and cuts as timeline markers")
@@ -136,7 +139,7 @@ class MUVI_OT_generate(bpy.types.Operator):
         return core.Request(
             muvi_path=prefs.muvi_path, server=settings.server, token_file=prefs.token_file or None, rate=rate,
             strips=segs, style=settings.style, mood=settings.mood, energy=settings.energy, ending=settings.ending,
-            seed=settings.seed, output_name=settings.output_name or core.default_output(context.scene.name),
+            feel=settings.feel, seed=settings.seed, output_name=settings.output_name or core.default_output(context.scene.name),
             overwrite=settings.overwrite)
 
     def execute(self, context):  # type: ignore[no-untyped-def]
@@ -211,7 +214,8 @@ class SEQUENCER_PT_muvi(bpy.types.Panel):
     def draw(self, context):  # type: ignore[no-untyped-def]
         s = context.scene.muvi
         col = self.layout.column()
-        for name in ("style", "mood", "energy", "ending", "seed", "server", "output_name", "markers", "overwrite"):
+        for name in ("style", "mood", "energy", "ending", "feel", "seed", "server", "output_name", "markers",
+                     "overwrite"):
             col.prop(s, name)
         row = col.row()
         row.operator("muvi.generate", icon="SOUND")

@@ -22,6 +22,7 @@ from typing import Any, Callable
 STYLES = ("pop", "rock", "electronic", "hiphop", "ambient", "cinematic", "jazz", "folk", "chorale")
 MOODS = ("happy", "sad", "tense", "calm", "epic", "dark", "playful", "romantic")
 ENDINGS = ("auto", "ring", "button", "fade", "loop", "none")
+FEELS = ("grid", "tight", "natural", "loose")
 STEMS = ("drums", "bass", "chords", "melody", "mix")
 SAMPLE_RATE = 48000
 
@@ -56,6 +57,7 @@ class Request:
     mood: str = "auto"
     energy: str = "auto"
     ending: str = "auto"
+    feel: str = "natural"
     seed: int = 0
     output_name: str = ""
     overwrite: bool = False
@@ -130,7 +132,7 @@ def timeline_message(pb: Any, request: Request) -> Any:
 
 
 def options_message(pb: Any, request: Request) -> Any:
-    opts = pb.GenerateOptions(seed=request.seed, ending=request.ending, preview=False)
+    opts = pb.GenerateOptions(seed=request.seed, ending=request.ending, feel=request.feel, preview=False)
     if request.style != "auto":
         opts.style = request.style
     if request.mood != "auto":
