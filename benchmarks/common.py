@@ -70,6 +70,38 @@ def bench_clip() -> ShotClip:
     return ShotClip(path, RATE, total, starts)
 
 
+def start_server(work: Path, weights: Path, *extra: str) -> tuple[Any, int]:
+    """A real `muvi serve` process on a free loopback port, its token and results under
+    ``work``; returns (process, port) once its token file exists (the model may still load:
+    a client waits for SERVING)."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "muvi", "serve", "--weights", str(weights), "--port", str(port),
+                             "--token-file", str(work / "token"), "--output-root", str(work / "out"),
+                             "--backend", "torch-cpu", *extra], cwd=root, stdout=subprocess.DEVNULL,
+                            stderr=open(work / "serve.log", "wb"))
+    end = time.monotonic() + 120
+    while not (work / "token").exists():
+        if proc.poll() is not None or time.monotonic() > end:
+            raise SystemExit(f"muvi serve did not start: {(work / 'serve.log').read_text()[-2000:]}")
+        time.sleep(0.05)
+    return proc, port
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory now (MB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()}
 

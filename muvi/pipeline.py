@@ -65,9 +65,9 @@ from muvi.nn.adaptor import grid_positions
 from muvi.nn.encoders import load_encoder
 from muvi.nn.model import WINDOW_BARS, MuVi
 from muvi.prompt import continuation_prompt, load_prompt, prompt_tokens, with_suffix
-from muvi.mix import LoudnessOptions, LoudnessReport, reverb_sends, template_for
+from muvi.mix import LoudnessOptions, LoudnessReport, master, reverb_sends, template_for
 from muvi.music.perform import Performance, check_feel, perform
-from muvi.render import AUDIO_SAMPLE_RATE, SynthOptions, render_score, write_preview, write_stems
+from muvi.render import AUDIO_SAMPLE_RATE, SynthOptions, fit_length, render_score, write_mastered, write_preview
 from muvi.shape import (ENDINGS, RELEASE_S, EditShape, Hit, Section, cadence_notes, check_hits, check_tail,
                         choose_ending, form_offsets, parse_hit, plan_sections, shape_notes)
 from muvi.sync import BeatPlan, PlanAccent, accent_report, beat_hits, fit_hits, loop_tempo, plan_beats
@@ -80,7 +80,7 @@ __all__ = ["GenerateOptions", "GenerationResult", "Generator", "window_spans", "
            "write_stage", "slowest_beat", "STAGING_MARK", "remove_stale_staging"]
 
 log = logging.getLogger(__name__)
-STAGES = ("decode", "analysis", "plan", "encode", "sampling", "notes", "render", "write")
+STAGES = ("decode", "analysis", "plan", "encode", "sampling", "notes", "perform", "render", "mix", "write")
 FPS = Fraction(10)
 ALL_STEMS = STEMS
 BPM_RANGE = (40.0, 240.0)  # a pinned tempo
@@ -454,8 +454,26 @@ def render_stage(music: Music, timeline: Timeline, plan: Plan, options: Generate
                         performance=music.performance, stem_options=per_stem)
 
 
+@dataclass(frozen=True)
+class Mixed:
+    stems: dict[str, np.ndarray]  # balanced and mastered, each the take's exact length
+    mix: np.ndarray  # their sum
+    loudness: LoudnessReport
+
+
+def mix_stage(audio: dict[str, np.ndarray], timeline: Timeline, plan: Plan, options: GenerateOptions) -> Mixed:
+    """The stems fitted to the take's length (the timeline's, + the tail), balanced by the
+    style's template and mastered together (:func:`muvi.mix.master`)."""
+    _, n_samples = timeline.sample_range()
+    n_audio = n_samples + round(plan.shape.tail_seconds * AUDIO_SAMPLE_RATE)
+    fitted = {k: fit_length(v, n_audio) for k, v in audio.items()}
+    stems, mix, loudness = master(fitted, LoudnessOptions(target_lufs=options.loudness_lufs),
+                                  template=template_for(plan.style))
+    return Mixed(stems, mix, loudness)
+
+
 def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, plan: Plan, music: Music,
-                audio: dict[str, np.ndarray], report: dict[str, Any],
+                mixed: Mixed, report: dict[str, Any],
                 timings: dict[str, float]) -> tuple[dict[str, Path], dict[str, Any]]:
     """Every file staged, then moved into ``out_dir`` only when all are written. Returns the
     files and the report as written (JSON types)."""
@@ -470,11 +488,9 @@ def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, 
     try:
         (staging / STAGING_MARK).touch()  # a server restarted after a crash removes what carries it
         files: dict[str, Path] = {}
-        n_audio = n_samples + round(plan.shape.tail_seconds * AUDIO_SAMPLE_RATE)
-        stem_files = write_stems(staging, audio, time_reference=start_sample, n_samples=n_audio,
-                                 loudness=LoudnessOptions(target_lufs=options.loudness_lufs),
-                                 template=template_for(plan.style),
-                                 description=f"muvi {plan.style} {plan.key.name}", origination=None)
+        n_audio = int(mixed.mix.shape[-1])
+        stem_files = write_mastered(staging, mixed.stems, mixed.mix, mixed.loudness, time_reference=start_sample,
+                                    description=f"muvi {plan.style} {plan.key.name}")
         files.update({f"{k}.wav": v for k, v in stem_files.stems.items()}, **{"mix.wav": stem_files.mix})
         midi_start = MidiStart.of(timeline)
         played = music.performance
@@ -632,9 +648,10 @@ class Generator:
         music = stage("notes", lambda: notes_stage(plan, cond, sampled, options))
         music = stage("perform", lambda: perform_stage(music, plan, options))
         audio = stage("render", lambda: render_stage(music, timeline, plan, options))
+        mixed = stage("mix", lambda: mix_stage(audio, timeline, plan, options))
         report = _report(decoded, options, analysis, plan, cond, sampled, music, backend=self.backend, meta=self.meta)
         files, written = stage("write", lambda: write_stage(out_dir, timeline=timeline, options=options, plan=plan,
-                                                            music=music, audio=audio, report=report, timings=timings))
+                                                            music=music, mixed=mixed, report=report, timings=timings))
         return GenerationResult(out_dir, files, music.score, written)
 
     def _drums_asked(self, style: str) -> bool:

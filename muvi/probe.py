@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -115,6 +115,20 @@ def open_media(path: Path) -> Any:
     return container
 
 
+def demux(container: Any, vs: Any) -> Iterator[Any]:
+    """``container.demux(vs)``, with the demuxer's loss of its own stream table on damaged data
+    (PyAV raises IndexError mid-iteration on some MPEG program streams) as a :class:`MediaError`."""
+    packets = container.demux(vs)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except IndexError as exc:
+            raise MediaError(Path(container.name), "video data damaged: the demuxer lost its streams") from exc
+        yield packet
+
+
 def ffmpeg_reason(exc: Exception) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return text.split(": '")[0] if isinstance(text, str) else str(exc)
@@ -210,17 +224,20 @@ def _scan_packets(
     """
     av = _av()
     tb = Fraction(vs.time_base)
-    container.seek(0, backward=True)
+    try:
+        container.seek(0, backward=True)
+    except av.error.FFmpegError:  # a damaged index: no scan from the start, the header's word stands
+        return None, None, variable
     pts_list: list[int] = []
     end = None
     try:
-        for packet in container.demux(vs):
+        for packet in demux(container, vs):
             if packet.pts is None or packet.size == 0:
                 continue
             pts_list.append(packet.pts)
             e = packet.pts + (packet.duration or 0)
             end = e if end is None or e > end else end
-    except av.error.FFmpegError:
+    except (av.error.FFmpegError, MediaError):
         pass  # a damaged tail: what was read so far is what the file has
     if not pts_list or end is None:
         return None, None, variable

@@ -39,6 +39,7 @@ __all__ = [
     "fit_length",
     "StemFiles",
     "write_stems",
+    "write_mastered",
     "write_preview",
     "mux_audio",
     "SynthOptions",
@@ -73,6 +74,14 @@ class StemFiles:
     mix_audio: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((2, 0)))  # the normalised mix
 
 
+def _check_stem_names(stems: Mapping[str, np.ndarray]) -> None:
+    if not stems:
+        raise AudioWriteError("no stems to write")
+    for name in stems:
+        if not name or name == "mix" or not name.replace("_", "").replace("-", "").isalnum():
+            raise InvalidInputError(f"stem name {name!r} is not allowed (letters, digits, - and _; not 'mix')")
+
+
 def write_stems(
     out_dir: Path | str,
     stems: Mapping[str, np.ndarray],
@@ -87,31 +96,46 @@ def write_stems(
     description: str = "",
     origination: _dt.datetime | None = None,
 ) -> StemFiles:
-    """Write ``<stem>.wav`` for each stem and ``mix.wav`` into ``out_dir``.
+    """Fit, master (:func:`muvi.mix.master`) and write ``<stem>.wav`` for each stem and
+    ``mix.wav`` into ``out_dir``.
 
     Stems are (channels, samples) float arrays starting at the timeline's first frame; each is
-    fitted to the timeline's exact sample length. Every file is a Broadcast WAV whose
-    TimeReference is the timeline's record start in samples. Without a timeline (a plain MIDI
-    render) ``time_reference`` and ``n_samples`` (default: the longest stem) are used. Either
-    all files are written or, on error, none of them is left behind.
+    fitted to the timeline's exact sample length. Without a timeline (a plain MIDI render)
+    ``time_reference`` and ``n_samples`` (default: the longest stem) are used.
     """
-    if not stems:
-        raise AudioWriteError("no stems to write")
-    for name in stems:
-        if not name or name == "mix" or not name.replace("_", "").replace("-", "").isalnum():
-            raise InvalidInputError(f"stem name {name!r} is not allowed (letters, digits, - and _; not 'mix')")
+    _check_stem_names(stems)
     if timeline is not None:
         start_sample, n = timeline.sample_range(sample_rate)
     else:
         start_sample = time_reference
         n = n_samples if n_samples is not None else max(np.atleast_2d(v).shape[-1] for v in stems.values())
     fitted = {k: fit_length(v, n) for k, v in stems.items()}
-    fitted, mix, report = master(fitted, loudness, template=template, sample_rate=sample_rate)
+    mastered, mix, report = master(fitted, loudness, template=template, sample_rate=sample_rate)
+    return write_mastered(out_dir, mastered, mix, report, time_reference=start_sample, sample_rate=sample_rate,
+                          bit_depth=bit_depth, description=description, origination=origination)
+
+
+def write_mastered(
+    out_dir: Path | str,
+    stems: Mapping[str, np.ndarray],
+    mix: np.ndarray,
+    report: LoudnessReport,
+    *,
+    time_reference: int,
+    sample_rate: int = AUDIO_SAMPLE_RATE,
+    bit_depth: int = 24,
+    description: str = "",
+    origination: _dt.datetime | None = None,
+) -> StemFiles:
+    """Write mastered stems and their mix as Broadcast WAVs whose TimeReference is
+    ``time_reference`` (the timeline's record start in samples); the mix carries the loudness
+    fields. Either all files are written or, on error, none of them is left behind."""
+    _check_stem_names(stems)
     fields = LoudnessFields(integrated_lufs=report.output_lufs, true_peak_dbtp=report.output_true_peak_dbtp)
     when = origination or _dt.datetime.now().replace(microsecond=0)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    targets = {**{k: out_dir / f"{k}.wav" for k in fitted}, "mix": out_dir / "mix.wav"}
+    targets = {**{k: out_dir / f"{k}.wav" for k in stems}, "mix": out_dir / "mix.wav"}
     with contextlib.ExitStack() as stack:
         # stage every file under a temporary name; the renames happen only if all succeed
         for key, final in targets.items():
@@ -120,18 +144,18 @@ def write_stems(
             bext = BextInfo(
                 description=f"{description} {label}".strip(),
                 origination=when,
-                time_reference=start_sample,
+                time_reference=time_reference,
                 loudness=fields if key == "mix" else LoudnessFields(),
                 coding_history=f"A=PCM,F={sample_rate},W={bit_depth},T=muvi",
             )
-            write_bwf(tmp, mix if key == "mix" else fitted[key], sample_rate=sample_rate, bit_depth=bit_depth, bext=bext)
+            write_bwf(tmp, mix if key == "mix" else stems[key], sample_rate=sample_rate, bit_depth=bit_depth, bext=bext)
     return StemFiles(
-        stems={k: targets[k] for k in fitted},
+        stems={k: targets[k] for k in stems},
         mix=targets["mix"],
         sample_rate=sample_rate,
         bit_depth=bit_depth,
-        time_reference=start_sample,
-        n_samples=n,
+        time_reference=time_reference,
+        n_samples=int(mix.shape[-1]),
         loudness=report,
         mix_audio=mix,
     )

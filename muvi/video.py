@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from muvi.errors import MediaError, MediaRangeError
-from muvi.probe import AudioStreamInfo, MediaInfo, check_timeline, ffmpeg_reason, open_media, probe
+from muvi.probe import AudioStreamInfo, MediaInfo, check_timeline, demux, ffmpeg_reason, open_media, probe
 from muvi.timeline import Segment, Timeline
 
 __all__ = [
@@ -146,7 +146,7 @@ def _timed(container: Any, vs: Any, origin: Fraction, seek_pts: int | None,
         container.seek(seek_pts, stream=vs, backward=True, any_frame=False)
     last: Fraction | None = None
     step = Fraction(1) / Fraction(vs.guessed_rate or vs.average_rate or 25)
-    for packet in container.demux(vs):
+    for packet in demux(container, vs):
         try:
             frames = packet.decode()
         except av.error.InvalidDataError as exc:  # damaged data, not a broken decoder or a full memory

@@ -179,6 +179,8 @@ def _tempo_map(tempos: dict[int, int], ppq: int, beats_per_bar: int) -> TempoMap
             changes[-1] = TempoChange(beat, spb)
         else:
             changes.append(TempoChange(beat, spb))
+    if changes and changes[0].beat != 0:  # the first event was absurd (a take's short pickup beat): from beat 0 on
+        changes[0] = TempoChange(Fraction(0), changes[0].seconds_per_beat)
     return TempoMap(tuple(changes) or (TempoChange(Fraction(0), Fraction(1, 2)),), beats_per_bar=beats_per_bar)
 
 

@@ -224,3 +224,33 @@ def test_light_damage_is_concealed_and_heavy_damage_refused_naming_how_much(tmp_
     tl = Timeline.sequential([(heavy, TimeRange.from_frames(0, 300, Rate(25)))], rate=Rate(25))
     with pytest.raises(MediaError, match=r"video damaged: 10\.7 % of its frames undecodable .* more than the 2 %"):
         decode_timeline(tl, fps=25, size=(64, 64))
+
+
+def test_damage_that_breaks_the_demuxer_is_a_media_error() -> None:
+    """Found by benchmarks/corruption.py: on some damaged MPEG program streams PyAV loses its
+    stream table mid-demux (IndexError), and a damaged index makes seeking fail (EPERM); the
+    first is refused as damaged media, the second leaves the header's duration standing."""
+    import av
+
+    from muvi.errors import MediaError
+    from muvi.probe import _scan_packets, demux
+
+    class Broken:
+        name = "damaged.mpg"
+
+        def demux(self, vs):  # type: ignore[no-untyped-def]
+            yield "packet"
+            raise IndexError("list index out of range")
+
+        def seek(self, *a, **k):  # type: ignore[no-untyped-def]
+            raise av.error.PermissionError(1, "Operation not permitted")
+
+    packets = demux(Broken(), None)
+    assert next(packets) == "packet"
+    with pytest.raises(MediaError, match="damaged.mpg: video data damaged"):
+        next(packets)
+
+    class Stream:
+        time_base = Fraction(1, 90000)
+
+    assert _scan_packets(Broken(), Stream(), Fraction(0), False) == (None, None, False)

@@ -153,3 +153,18 @@ def test_midi_for_a_take_starts_at_the_first_frame_with_its_smpte_offset(tmp_pat
     sigs = [m for m in mf.tracks[0] if m.type == "time_signature"]
     assert sigs[0].numerator < 4 and sigs[-1].numerator == 4
     assert read_midi(path).tempo.beats_per_bar == 4
+
+
+def test_a_take_with_a_short_pickup_beat_reads_back(tmp_path: Path) -> None:
+    """The first frame 0.05 s before a beat: the file's opening partial beat has a tempo over
+    400 BPM, which reading ignores; the file still reads, its notes where they were."""
+    from muvi.music.midi import MidiStart
+    from muvi.timeline import Rate, RationalTime, Segment, Timeline, TimeRange
+
+    tempo = TempoMap.from_bpms([(0, 120)], origin=Fraction(-9, 20))
+    notes = [Note(s, 60 + s % 12, s + 2, 90, "chords") for s in range(4, 64, 4)]
+    score = Score(tuple(notes), tempo, 64, 4, {"chords": 0})
+    rate = Rate(25)
+    tl = Timeline(rate, (Segment(Path("x.mp4"), TimeRange.from_frames(0, 200, rate), RationalTime(0, rate)),))
+    back = read_midi(write_midi(score, tmp_path / "short.mid", start=MidiStart.of(tl)))
+    assert len(back.notes) == len(notes) and back.tempo.bpm_at(4) == 120
