@@ -44,11 +44,14 @@ def _job(stub, metadata, request, action: str, rng: random.Random) -> str:  # ty
 
     timeout = rng.uniform(0.3, 3.0) if action == "deadline" else 600.0
     call = stub.Generate(request, metadata=metadata, timeout=timeout)
+    ended = threading.Event()
+    actor = None
     if action in ("cancel", "disconnect"):
         delay = rng.uniform(0.0, 2.0)
 
         def act() -> None:
-            time.sleep(delay)
+            if ended.wait(delay):
+                return  # it ended before the client acted
             if action == "cancel":
                 try:
                     stub.Cancel(pb.CancelRequest(request_id=request.request_id), metadata=metadata, timeout=30)
@@ -57,7 +60,8 @@ def _job(stub, metadata, request, action: str, rng: random.Random) -> str:  # ty
             else:
                 call.cancel()  # the client goes away mid-stream
 
-        threading.Thread(target=act, daemon=True).start()
+        actor = threading.Thread(target=act, daemon=True)
+        actor.start()
     try:
         for event in call:
             if event.WhichOneof("event") == "done":
@@ -66,6 +70,10 @@ def _job(stub, metadata, request, action: str, rng: random.Random) -> str:  # ty
     except grpc.RpcError as exc:
         code = exc.code().name
         return "DROPPED" if action == "disconnect" and code == "CANCELLED" else code
+    finally:
+        ended.set()
+        if actor is not None:
+            actor.join()
 
 
 def load(port: int, work: Path, clip: Path, clients: int, jobs: int, seed: int) -> dict:
@@ -166,7 +174,8 @@ def soak(port: int, pid: int, work: Path, clip: Path, jobs: int, seconds: float)
             times.append(time.perf_counter() - t)
             rss.append(round(rss_mb(pid), 1))
             shutil.rmtree(work / "out" / f"soak{j}", ignore_errors=True)
-    return {"jobs": jobs, "timeline_s": seconds, "rss_mb_after_job": rss[:3] + rss[-3:],
+    return {"jobs": jobs, "timeline_s": seconds, "rss_mb_after_job": rss,
+            "rss_mb_second_half_growth": round(rss[-1] - rss[len(rss) // 2], 1),
             "rss_first_mb": rss[0], "rss_last_mb": rss[-1], "rss_max_mb": max(rss),
             "growth_mb": round(rss[-1] - rss[0], 1), "job_s_median": round(sorted(times)[len(times) // 2], 2)}
 
@@ -195,7 +204,7 @@ def main() -> None:
         with Client(f"127.0.0.1:{port}", token_file=work / "token") as c:
             c.wait_ready(timeout=120)
         rss_start = round(rss_mb(proc.pid), 1)
-        result = load(port, work, clip, args.clients, args.jobs, args.seed)
+        result = load(port, work, clip, args.clients, args.jobs, args.seed) if args.clients else {"wall_s": 0, "outcomes": {}}
         checked = check(work, result["outcomes"])
         checked["held_after"] = len(still_held(port, work, sorted(result["outcomes"])))
         with Client(f"127.0.0.1:{port}", token_file=work / "token") as c:

@@ -41,7 +41,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -265,7 +265,7 @@ def analyse_stage(decoded: Decoded) -> Analysis:
     t0 = timeline.start.seconds
     small = thumbnails(frames.images)  # one 32×32 copy for cuts, motion and the look
     accents = find_accents(small, [ft - t0 for ft in frames.times], forced_cuts=frames.cut_indices)
-    accents = refine_cut_times(timeline, accents, set(frames.cut_indices), frames.times)
+    accents = refine_cut_times(timeline, accents, set(frames.cut_indices), frames.times, frames.between)
     cuts = tuple(a.index for a in accents if a.kind == "cut")
     motion = motion_curve(small, list(cuts))
     minutes = max(1e-6, float(timeline.duration.seconds) / 60.0)
@@ -862,11 +862,13 @@ def join_gaps(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str], 
     return sum(int(c[b] == 0) for c in counts.values() if (c > 0).mean() >= 0.5 for b in check)
 
 
-def refine_cut_times(timeline: Timeline, accents: list[Accent], exact: set[int], times: Sequence[Fraction]) -> list[Accent]:
+def refine_cut_times(timeline: Timeline, accents: list[Accent], exact: set[int], times: Sequence[Fraction],
+                     between: Mapping[int, tuple[tuple[Fraction, ...], np.ndarray]] | None = None) -> list[Accent]:
     """Detected cuts are known to the 10 fps sample that first shows the new shot — up to 100 ms
-    after the real cut. Each is moved to the exact timeline frame where the picture changes,
-    by decoding the few frames between the two samples around it. Cuts at segment boundaries
-    (``exact``) are exact already."""
+    after the real cut. Each is moved to the exact timeline frame where the picture changes:
+    among the frames the decode pass kept between the two samples around it (``between``,
+    :attr:`muvi.video.Frames.between`), else by decoding those few frames again. Cuts at
+    segment boundaries (``exact``) are exact already."""
     from muvi.analysis import histogram_distance
     from muvi.video import iter_frames
 
@@ -876,6 +878,11 @@ def refine_cut_times(timeline: Timeline, accents: list[Accent], exact: set[int],
     for a in accents:
         if a.kind != "cut" or a.index in exact or a.index == 0:
             out.append(a)
+            continue
+        if between and a.index in between:
+            at, thumbs = between[a.index]
+            k = int(np.argmax(histogram_distance(thumbs)[1:])) + 1 if len(at) > 1 else 0
+            out.append(Accent(a.index, rate.seconds(rate.frames(at[k], "round")) - t0, a.strength, a.kind))
             continue
         lo, hi = times[a.index - 1], times[a.index]  # absolute record seconds
         first, last = rate.frames(lo, "floor"), rate.frames(hi, "floor")

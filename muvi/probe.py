@@ -107,7 +107,9 @@ def open_media(path: Path) -> Any:
         container = av.open(str(path), mode="r")
     except av.error.FFmpegError as exc:
         raise MediaError(path, f"not a readable media file ({ffmpeg_reason(exc)})") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:  # PyAV decodes the container's metadata as UTF-8
+        raise MediaError(path, "not a readable media file (its metadata is not valid text: damaged header)") from exc
+    except OSError as exc:
         raise MediaError(path, f"cannot open: {exc}") from exc
     if not container.streams.video:
         container.close()

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from fractions import Fraction
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -69,6 +69,10 @@ class Frames:
     fps: Fraction
     # record-time ranges (seconds) where damaged packets were concealed by the last good frame
     damaged: tuple[tuple[float, float], ...] = ()
+    # per sample that may start a new shot: every frame shown since the previous sample, as
+    # (record seconds of each, (n, 32, 32, 3) thumbnails), kept in the decode pass so a cut is
+    # placed on its exact frame without decoding again (see :func:`decode_segment`)
+    between: Mapping[int, tuple[tuple[Fraction, ...], np.ndarray]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.times)
@@ -120,6 +124,36 @@ def _converter(size: tuple[int, int] | None, rotation: int) -> Callable[[Any], n
 
 
 MAX_DAMAGE = 0.02  # the share of a segment's frames that may be concealed before it is refused
+# a sample whose picture moved at least this far from the previous one (half-L1 colour
+# histogram distance at 32×32) keeps the frames between them: every cut muvi.analysis finds
+# has at least this distance (its structural-spike test needs 0.1 of colour change)
+CUT_CANDIDATE = 0.1
+
+
+class _Intervals:
+    """In the decode pass: the frames shown between consecutive samples, kept (as 32×32
+    thumbnails) only where the picture changed enough for a cut to lie between them."""
+
+    def __init__(self, out: dict[int, tuple[tuple[Fraction, ...], np.ndarray]], origin: Fraction) -> None:
+        self.out, self.origin = out, origin
+        self.anchor: tuple[Fraction, Any] | None = None  # the frame shown at the previous sample
+        self.recent: list[tuple[Fraction, Any]] = []  # frames decoded after it
+        self.thumb: np.ndarray | None = None
+        self.small: Callable[[Any], np.ndarray] | None = None
+
+    def decoded(self, t: Fraction, frame: Any) -> None:
+        self.recent.append((t, frame))
+
+    def sampled(self, i: int, image: np.ndarray, shown: tuple[Fraction, Any], rotation: int) -> None:
+        from muvi.analysis import histogram_distance, thumbnails
+
+        thumb = thumbnails(image[None])[0]
+        if self.thumb is not None and self.anchor is not None and self.recent:
+            if histogram_distance(np.stack([self.thumb, thumb]))[1] >= CUT_CANDIDATE:
+                self.small = self.small or _converter((32, 32), rotation)
+                frames = [self.anchor, *self.recent]
+                self.out[i] = (tuple(t - self.origin for t, _ in frames), np.stack([self.small(f) for _, f in frames]))
+        self.thumb, self.anchor, self.recent = thumb, shown, []
 
 
 @dataclass
@@ -198,6 +232,7 @@ def decode_segment(
     fast: bool = True,
     damaged: list[tuple[Fraction, Fraction]] | None = None,
     max_damage: float = MAX_DAMAGE,
+    between: dict[int, tuple[tuple[Fraction, ...], np.ndarray]] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the image shown at each of ``source_times`` (seconds from the media's first frame).
 
@@ -208,7 +243,10 @@ def decode_segment(
 
     ``source_times`` must be non-decreasing. Frames are decoded once, in order, from the
     keyframe at or before the first instant; only the frames actually shown are scaled and
-    converted, and a frame shown at several instants is converted once.
+    converted, and a frame shown at several instants is converted once. With ``between``, the
+    frames shown between two samples whose pictures differ by :data:`CUT_CANDIDATE` or more go
+    into it, keyed by the later sample's position in ``source_times``, as (source seconds,
+    32×32 thumbnails).
 
     Decoding uses FFmpeg's own threading (on 2 cores it already keeps both busy; frame
     threading measured slower). ``fast`` skips the in-loop deblocking filter and allows
@@ -237,15 +275,20 @@ def decode_segment(
         prev_t: Fraction | None = None
         prev_img: np.ndarray | None = None
         frame_dur = nominal
+        intervals = _Intervals(between, origin) if between is not None else None
+        rotation = 0
         try:
             for t, frame in frames:
                 if convert is None:
-                    convert = _converter(size, int(round(getattr(frame, "rotation", 0) or 0)) % 360)
+                    rotation = int(round(getattr(frame, "rotation", 0) or 0)) % 360
+                    convert = _converter(size, rotation)
                 while i < len(targets) and t > targets[i]:
                     if prev is None:  # an instant before the first frame shows the first frame
                         prev, prev_t = frame, t
                     if prev_img is None:
                         prev_img = convert(prev)
+                    if intervals is not None:
+                        intervals.sampled(i, prev_img, (prev_t, prev), rotation)
                     yield prev_img
                     i += 1
                 if i == len(targets):
@@ -253,6 +296,8 @@ def decode_segment(
                 if prev_t is not None and t > prev_t:
                     frame_dur = t - prev_t
                 prev, prev_t, prev_img = frame, t, None
+                if intervals is not None:
+                    intervals.decoded(t, frame)
         except av.error.FFmpegError as exc:
             at = float(prev_t - origin) if prev_t is not None else 0.0
             raise MediaError(path, f"video undecodable at {at:.3f} s ({ffmpeg_reason(exc)})") from exc
@@ -271,6 +316,8 @@ def decode_segment(
                 )
             if prev_img is None:
                 prev_img = convert(prev)
+            if intervals is not None:
+                intervals.sampled(i, prev_img, (prev_t, prev), rotation)
             yield prev_img
             i += 1
     finally:
@@ -309,9 +356,12 @@ def iter_frames(
     size: tuple[int, int] | None = (224, 224),
     fast: bool = True,
     damaged: list[tuple[float, float]] | None = None,
+    between: dict[int, tuple[tuple[Fraction, ...], np.ndarray]] | None = None,
 ) -> Iterator[SampledFrame]:
     """Yield the frame shown at every sample instant of ``timeline`` (black in gaps).
-    Concealed damage (see :func:`decode_segment`) goes to ``damaged`` as record-time seconds.
+    Concealed damage (see :func:`decode_segment`) goes to ``damaged`` as record-time seconds;
+    the frames between samples where a cut may lie (segments at the timeline's rate) go to
+    ``between``, keyed by sample index, with record seconds.
 
     ``size`` is the (width, height) of the returned images in display orientation, ``None``
     for the native size (then every segment must share one display size). ``fast``: see
@@ -345,9 +395,14 @@ def iter_frames(
         seg = timeline.segments[s]
         src = [seg.source_seconds_at(times[k]) for k in ks]
         hurt: list[tuple[Fraction, Fraction]] = []
+        local: dict[int, tuple[tuple[Fraction, ...], np.ndarray]] | None = (
+            {} if between is not None and seg.source.rate == timeline.rate else None)
         # run the decoder to its end (not zip): its damage check comes after the last image
-        for j, img in enumerate(decode_segment(seg, src, size=size, fast=fast, damaged=hurt)):
+        for j, img in enumerate(decode_segment(seg, src, size=size, fast=fast, damaged=hurt, between=local)):
             yield SampledFrame(ks[j], times[ks[j]], img, s, src[j])
+        shift = seg.record_start.seconds - seg.source.start_seconds  # source seconds -> record seconds
+        for j, (at, thumbs) in (local or {}).items():
+            between[ks[j]] = (tuple(a + shift for a in at), thumbs)  # type: ignore[index]
         if damaged is not None:
             offset = seg.record_start.seconds - seg.source.start_seconds - timeline.start.seconds
             damaged.extend((round(float(a + offset), 4), round(float(b + offset), 4)) for a, b in hurt)
@@ -369,7 +424,8 @@ def decode_timeline(
     images: np.ndarray | None = None
     segments = np.full((n,), -1, np.int64)
     damaged: list[tuple[float, float]] = []
-    for sf in iter_frames(timeline, fps=fps, size=size, fast=fast, damaged=damaged):
+    between: dict[int, tuple[tuple[Fraction, ...], np.ndarray]] = {}
+    for sf in iter_frames(timeline, fps=fps, size=size, fast=fast, damaged=damaged, between=between):
         if images is None:
             images = np.empty((n, *sf.image.shape), np.uint8)
         if sf.image.shape != images.shape[1:]:
@@ -382,7 +438,7 @@ def decode_timeline(
         if progress is not None and (sf.index % 16 == 0 or sf.index == n - 1):
             progress((sf.index + 1) / n)
     assert images is not None
-    return Frames(images, tuple(times), segments, cut_indices(timeline, times), fps, tuple(damaged))
+    return Frames(images, tuple(times), segments, cut_indices(timeline, times), fps, tuple(damaged), between)
 
 
 def cut_indices(timeline: Timeline, times: Sequence[Fraction]) -> tuple[int, ...]:

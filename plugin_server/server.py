@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from muvi.pipeline import Generator
 from plugin_server.auth import TokenInterceptor, write_token
-from plugin_server.jobs import Worker
+from plugin_server.jobs import Worker, keep_memory_flat
 from plugin_server.servicer import Limits, MuviServicer
 from plugin_server.v1 import plugin_pb2 as pb
 from plugin_server.v1 import plugin_pb2_grpc as pb_grpc
@@ -66,6 +66,7 @@ class MuviServer:
         self.health = health.HealthServicer(experimental_non_blocking=True)
         for name in ("", SERVICE):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        keep_memory_flat()
         self.worker = Worker(load or self._load, max_queue=config.limits.max_queue, on_ready=self._on_ready)
         self.servicer = MuviServicer(self.worker, output_root=config.output_root.resolve(), limits=config.limits,
                                      describe=self._describe())

@@ -190,3 +190,26 @@ def test_the_picture_drives_the_control_curves_and_the_user_can_replace_them(tmp
     with pytest.raises(InvalidInputError, match="outside the timeline"):
         gen.generate(tl, GenerateOptions(steps=2, preview=False, energy_curve="0:0.1,8:0.5"), tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_cuts_land_on_their_exact_frame_from_the_decode_pass(tmp_path: Path) -> None:
+    """The frames between two samples around a cut are kept in the decode pass: the cut is put
+    on its exact frame with no second decode, the same frame the re-decode finds."""
+    from muvi.analysis import find_accents, thumbnails
+    from muvi.media_gen import write_shot_clip
+    from muvi.pipeline import refine_cut_times
+    from muvi.timeline import Rate, Timeline, TimeRange
+    from muvi.video import decode_timeline
+
+    rate = Rate(30000, 1001)
+    shots = [37, 41, 29, 44]
+    clip = write_shot_clip(tmp_path / "cuts.mp4", shots=shots, rate=rate, size=(160, 96)).path
+    tl = Timeline.sequential([(clip, TimeRange.from_frames(0, sum(shots), rate))], rate=rate)
+    frames = decode_timeline(tl, fps=10, size=(224, 224))
+    accents = find_accents(thumbnails(frames.images), list(frames.times), forced_cuts=frames.cut_indices)
+    cuts = [a for a in accents if a.kind == "cut"]
+    assert len(cuts) == 3 and all(a.index in frames.between for a in cuts)
+    kept = refine_cut_times(tl, accents, set(frames.cut_indices), frames.times, frames.between)
+    again = refine_cut_times(tl, accents, set(frames.cut_indices), frames.times)  # decoding again
+    want = [rate.seconds(f) for f in (37, 78, 107)]
+    assert [a.time for a in kept if a.kind == "cut"] == want == [a.time for a in again if a.kind == "cut"]
