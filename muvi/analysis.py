@@ -70,8 +70,8 @@ def _histograms(frames: np.ndarray, *, normalise: bool = False) -> np.ndarray:
         small = np.clip(small * (110.0 / np.maximum(mean, 8.0)), 0, 255)
     q = np.clip(small / 64.0, 0, 3.999).astype(np.int64)  # 4 levels per channel
     codes = (q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2]).reshape(len(frames), -1)
-    h = np.zeros((len(frames), 64), np.float32)
-    np.add.at(h, (np.repeat(np.arange(len(frames)), codes.shape[1]), codes.ravel()), 1.0)
+    codes += 64 * np.arange(len(frames))[:, None]  # each frame its own 64 bins
+    h = np.bincount(codes.ravel(), minlength=64 * len(frames)).reshape(len(frames), 64).astype(np.float32)
     return h / codes.shape[1]
 
 

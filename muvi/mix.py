@@ -174,25 +174,33 @@ def _gate(power: np.ndarray) -> np.ndarray:
     return keep & (loud >= rel)
 
 
-def _gated_loudness(k: np.ndarray, sr: int) -> float:
-    """Integrated loudness of a K-weighted signal: the gated blocks' mean power."""
-    power = _block_power(k, sr)
+def _power_loudness(power: np.ndarray) -> float:
+    """Integrated loudness from block powers: the gated blocks' mean."""
     mask = _gate(power) if power.size else power.astype(bool)
     return -0.691 + 10.0 * math.log10(float(power[mask].mean())) if mask.any() else -math.inf
 
 
-def _shares(parts: Mapping[str, np.ndarray], whole: np.ndarray, sr: int) -> dict[str, float]:
-    """Each K-weighted part's energy against the whole's, over the whole's gated blocks (LU)."""
-    power = _block_power(whole, sr)
-    mask = _gate(power) if power.size else power.astype(bool)
-    total = float(power[mask].sum()) if mask.any() else 0.0
+def _gated_loudness(k: np.ndarray, sr: int) -> float:
+    """Integrated loudness of a K-weighted signal."""
+    return _power_loudness(_block_power(k, sr))
+
+
+def _power_shares(parts: Mapping[str, np.ndarray], whole: np.ndarray) -> dict[str, float]:
+    """Each part's block energy against the whole's, over the whole's gated blocks (LU); a part
+    under −70 LUFS throughout is silent (−inf)."""
+    mask = _gate(whole) if whole.size else whole.astype(bool)
+    total = float(whole[mask].sum()) if mask.any() else 0.0
     out = {}
-    for name, k in parts.items():
-        blocks = _block_power(k, sr)
-        audible = blocks.size and _gate(blocks).any()  # under −70 LUFS throughout: silent
+    for name, blocks in parts.items():
+        audible = blocks.size and _gate(blocks).any()
         own = float(blocks[mask].sum()) if total > 0 and audible else 0.0
         out[name] = 10.0 * math.log10(own / total) if own > 0 else -math.inf
     return out
+
+
+def _shares(parts: Mapping[str, np.ndarray], whole: np.ndarray, sr: int) -> dict[str, float]:
+    """Each K-weighted part's energy against the whole's, over the whole's gated blocks (LU)."""
+    return _power_shares({k: _block_power(v, sr) for k, v in parts.items()}, _block_power(whole, sr))
 
 
 def integrated_loudness(audio: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> float:
@@ -211,6 +219,7 @@ class _Meter:
     def __init__(self, stems: Mapping[str, np.ndarray], sr: int) -> None:
         self.k = {name: _k_weighted(a, sr) for name, a in stems.items()}
         self.sr = sr
+        self.power = {name: _block_power(k, sr) for name, k in self.k.items()}  # at unit gain
 
     def weighted(self, gains_db: Mapping[str, float], curve: np.ndarray | None = None) -> np.ndarray:
         """The K-weighted sum of the named stems at these gains (dB), times ``curve``."""
@@ -223,13 +232,21 @@ class _Meter:
 
     def of(self, gains_db: Mapping[str, float], curve: np.ndarray | None = None) -> float:
         """Loudness of the named stems at these gains (dB), summed, times ``curve``."""
+        if curve is None and len(gains_db) == 1:  # one stem at a static gain: its blocks scale exactly
+            (name, db), = gains_db.items()
+            return _power_loudness(self.power[name] * 10.0 ** (db / 10.0))
         acc = self.weighted(gains_db, curve)
         return _gated_loudness(acc, self.sr) if np.any(acc) else -math.inf
 
     def shares(self, gains_db: Mapping[str, float], curve: np.ndarray | None = None) -> dict[str, float]:
-        """Each named stem's level relative to their mix (:func:`stem_levels`), at these gains."""
-        parts = {name: self.weighted({name: db}, curve) for name, db in gains_db.items()}
-        return _shares(parts, self.weighted(gains_db, curve), self.sr)
+        """Each named stem's level relative to their mix (:func:`stem_levels`), at these gains.
+        At static gains a stem's block energies scale exactly, so only the mix is summed."""
+        whole = _block_power(self.weighted(gains_db, curve), self.sr)
+        if curve is None:
+            parts = {name: self.power[name] * 10.0 ** (db / 10.0) for name, db in gains_db.items()}
+        else:
+            parts = {name: _block_power(self.weighted({name: db}, curve), self.sr) for name, db in gains_db.items()}
+        return _power_shares(parts, whole)
 
 
 def true_peak_dbtp(audio: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> float:

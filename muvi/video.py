@@ -138,22 +138,22 @@ class _Intervals:
         self.out, self.origin = out, origin
         self.anchor: tuple[Fraction, Any] | None = None  # the frame shown at the previous sample
         self.recent: list[tuple[Fraction, Any]] = []  # frames decoded after it
-        self.thumb: np.ndarray | None = None
+        self.hist: np.ndarray | None = None  # the previous sample's colour histogram
         self.small: Callable[[Any], np.ndarray] | None = None
 
     def decoded(self, t: Fraction, frame: Any) -> None:
         self.recent.append((t, frame))
 
     def sampled(self, i: int, image: np.ndarray, shown: tuple[Fraction, Any], rotation: int) -> None:
-        from muvi.analysis import histogram_distance, thumbnails
+        from muvi.analysis import _histograms
 
-        thumb = thumbnails(image[None])[0]
-        if self.thumb is not None and self.anchor is not None and self.recent:
-            if histogram_distance(np.stack([self.thumb, thumb]))[1] >= CUT_CANDIDATE:
+        hist = _histograms(image[None])[0]  # as muvi.analysis measures the change between samples
+        if self.hist is not None and self.anchor is not None and self.recent:
+            if 0.5 * float(np.abs(hist - self.hist).sum()) >= CUT_CANDIDATE:
                 self.small = self.small or _converter((32, 32), rotation)
                 frames = [self.anchor, *self.recent]
                 self.out[i] = (tuple(t - self.origin for t, _ in frames), np.stack([self.small(f) for _, f in frames]))
-        self.thumb, self.anchor, self.recent = thumb, shown, []
+        self.hist, self.anchor, self.recent = hist, shown, []
 
 
 @dataclass
