@@ -61,7 +61,7 @@ def thumbnails(frames: np.ndarray, size: int = 32) -> np.ndarray:
     return np.add.reduceat(rows, xs[:-1], axis=2) / np.diff(xs)[None, None, :, None]
 
 
-def _histograms(frames: np.ndarray, *, normalise: bool = False) -> np.ndarray:
+def colour_histograms(frames: np.ndarray, *, normalise: bool = False) -> np.ndarray:
     """(T, 64) colour histograms at 32×32; ``normalise`` first scales each frame to a fixed
     mean brightness, so a flash or a brightness change hardly moves the histogram."""
     small = thumbnails(frames, 32)
@@ -77,7 +77,7 @@ def _histograms(frames: np.ndarray, *, normalise: bool = False) -> np.ndarray:
 
 def histogram_distance(frames: np.ndarray) -> np.ndarray:
     """(T,) half-L1 distance of each frame's colour histogram to the previous frame's (0 at t=0)."""
-    h = _histograms(frames)
+    h = colour_histograms(frames)
     d = np.zeros(len(frames), np.float32)
     d[1:] = 0.5 * np.abs(h[1:] - h[:-1]).sum(axis=1)
     return d
@@ -93,8 +93,8 @@ def detect_cuts(
     n = len(frames)
     if n < 2:
         return sorted(set(i for i in forced if 0 < i < n))
-    h = _histograms(frames)
-    hn = _histograms(frames, normalise=True)
+    h = colour_histograms(frames)
+    hn = colour_histograms(frames, normalise=True)
     luma = thumbnails(frames).mean(axis=(1, 2, 3))  # (T,) mean brightness
     d = np.zeros(n, np.float32)
     d[1:] = 0.5 * np.abs(h[1:] - h[:-1]).sum(axis=1)

@@ -451,13 +451,16 @@ def master(
         if template is not None and name in template.stems:
             _place(a, template.stems[name].pan, template.stems[name].width)
     meter = _Meter(out, sr)
+    peaks = {k: np.abs(v).max(axis=0) for k, v in out.items()}  # per sample, at unit gain
     gains = _balance(out, template, meter) if template is not None else {}
     gains_all = {k: gains.get(k, 0.0) for k in out}
 
     def bus() -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-        balanced = {k: v * 10.0 ** (gains_all[k] / 20.0) for k, v in out.items()}
-        stem_peak = np.maximum.reduce([np.abs(v).max(axis=0) for v in balanced.values()])
-        mix = _sum(balanced)
+        lin = {k: 10.0 ** (db / 20.0) for k, db in gains_all.items()}
+        stem_peak = np.maximum.reduce([peaks[k] * lin[k] for k in out])
+        mix = np.zeros_like(next(iter(out.values())))
+        for k, v in out.items():
+            mix += v * lin[k]
         return (mix, *_bus_gain(mix, options, meter, gains_all, sr, stem_peak))
 
     mix, gain, did = bus()

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from muvi.analysis import colour_histograms
 from muvi.errors import MediaError, MediaRangeError
 from muvi.probe import AudioStreamInfo, MediaInfo, check_timeline, demux, ffmpeg_reason, open_media, probe
 from muvi.timeline import Segment, Timeline
@@ -145,9 +146,7 @@ class _Intervals:
         self.recent.append((t, frame))
 
     def sampled(self, i: int, image: np.ndarray, shown: tuple[Fraction, Any], rotation: int) -> None:
-        from muvi.analysis import _histograms
-
-        hist = _histograms(image[None])[0]  # as muvi.analysis measures the change between samples
+        hist = colour_histograms(image[None])[0]  # as muvi.analysis measures the change between samples
         if self.hist is not None and self.anchor is not None and self.recent:
             if 0.5 * float(np.abs(hist - self.hist).sum()) >= CUT_CANDIDATE:
                 self.small = self.small or _converter((32, 32), rotation)
