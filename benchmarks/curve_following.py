@@ -10,8 +10,9 @@ roll's onset share, :func:`muvi.curves.onset_share`), and after decoding with th
 
     python benchmarks/curve_following.py [--weights weights/muvi] [--windows 16] [--guide both|cond] [--slack S]
 
-``--guide cond`` gives the curves to the conditional branch only, so guidance also amplifies
-the curves' effect (the default, ``both``, is what the pipeline does).
+``--guide cond`` (the default, what the pipeline does: :func:`muvi.flow.guidance_conditions`)
+gives the curves to the conditional branch only, so guidance also amplifies the curves' effect;
+``both`` gives them to both branches, as the pipeline did before.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def main() -> None:
     ap.add_argument("--weights", default="weights/muvi")
     ap.add_argument("--windows", type=int, default=16)
     ap.add_argument("--cfg", type=float, default=None)
-    ap.add_argument("--guide", choices=("both", "cond"), default="both")
+    ap.add_argument("--guide", choices=("both", "cond"), default="cond")
     ap.add_argument("--slack", type=float, default=None, help="the curve holding's slack (default: the pipeline's)")
     args = ap.parse_args()
 

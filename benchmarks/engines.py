@@ -32,7 +32,7 @@ from engines.cache import default_engine_dir  # noqa: E402
 from engines.select import AUTO_ORDER, make_backend  # noqa: E402
 from engines.specs import SPECS  # noqa: E402
 from muvi.errors import MuviError  # noqa: E402
-from muvi.flow import guided_velocity, sample  # noqa: E402
+from muvi.flow import guidance_conditions, guided_velocity, sample  # noqa: E402
 from muvi.pipeline import GenerateOptions, window_spans  # noqa: E402
 from muvi.weights import load_checkpoint  # noqa: E402
 
@@ -91,8 +91,7 @@ def main() -> None:
         def full(backend=backend) -> None:  # type: ignore[no-untyped-def]
             for s0, s1 in spans:  # each window conditioned and sampled, as the pipeline does
                 pos, ctl = adapt_in[1][:, s0:s1], adapt_in[5][:, s0:s1]
-                cond = backend.condition(adapt_in[0], pos, *adapt_in[2:4], torch.tensor([False]), ctl)
-                unc = backend.condition(adapt_in[0], pos, *adapt_in[2:4], torch.tensor([True]), ctl)
+                cond, unc = guidance_conditions(backend.condition, adapt_in[0], pos, *adapt_in[2:4], ctl)
                 n = s1 - s0
                 prompt, mask = torch.zeros(1, n, cfg.roll.token_dim), torch.zeros(1, n, 1)
                 fn = guided_velocity(backend.velocity, cond=cond, uncond=unc, scale=3.0, prompt=prompt,

@@ -32,7 +32,7 @@ import torch
 from muvi.analysis import find_accents, motion_curve, thumbnails
 from muvi.curves import decode_following, music_curves, parse_energy, spearman, timeline_controls
 from muvi.fileio import atomic_write_text
-from muvi.flow import guided_velocity, sample
+from muvi.flow import guidance_conditions, guided_velocity, sample
 from muvi.metrics import accent_hit_rate, beat_scores, frechet_distance, musicality
 from muvi.music.corpus import STEMS, Corpus
 from muvi.music.keys import Key, pitch_class_histogram
@@ -151,14 +151,13 @@ def generate_for(model: MuVi, window: HeldOutWindow, *, cfg: float, steps: int, 
         style = window.style if window.style in model.config.styles else None
     s, m = torch.tensor([model.config.style_index(style)]), torch.tensor([0])
     patches, pos = window.patches[None], window.positions[None]
-    # the unconditional baseline ignores the picture altogether: no control curves either
-    ctl = torch.zeros_like(window.controls)[None] if unconditional else window.controls[None]
-    cond = model.condition(patches, pos, s, m, torch.tensor([unconditional]), ctl)
-    unc = model.condition(patches, pos, s, m, torch.tensor([True]), ctl)
+    cond, unc = guidance_conditions(model.condition, patches, pos, s, m, window.controls[None])
     ptok, pmask = prompt_tokens(window.score.notes, spec, n_steps=n, prefix_steps=prompt_steps)
     prompt, mask = torch.from_numpy(ptok)[None], torch.from_numpy(pmask)[None]
-    fn = guided_velocity(model.dit.velocity, cond=cond, uncond=None if unconditional else unc, scale=cfg,
-                         prompt=prompt, prompt_mask=mask)
+    # the unconditional baseline ignores the picture altogether (no control curves either): it
+    # samples the null branch alone
+    fn = guided_velocity(model.dit.velocity, cond=unc if unconditional else cond, uncond=None if unconditional else unc,
+                         scale=cfg, prompt=prompt, prompt_mask=mask)
     noise = torch.randn(1, n, spec.token_dim, generator=torch.Generator().manual_seed(seed))
     tokens = sample(fn, noise, steps=steps, prompt=prompt, prompt_mask=mask)[0]
     # decoded as the pipeline does: each stem held near the curve the picture asks for (none

@@ -27,6 +27,7 @@ __all__ = [
     "random_prompt_mask",
     "cfg_combine",
     "guided_velocity",
+    "guidance_conditions",
     "sample",
     "SAMPLERS",
 ]
@@ -96,6 +97,26 @@ def cfg_combine(v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float) -> t
 
 
 StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+ConditionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+                       tuple[torch.Tensor, torch.Tensor]]
+
+
+def guidance_conditions(
+    condition: ConditionFn, patches: torch.Tensor, positions: torch.Tensor, style: torch.Tensor, mood: torch.Tensor,
+    controls: torch.Tensor,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """(conditional, unconditional) conditioning for classifier-free guidance from a model's or
+    a backend's ``condition``. The unconditional branch has neither the picture and tags nor
+    the control curves, so guidance amplifies what the curves ask as well as what the picture
+    adds. With the curves in both branches (before v3's evaluation) guidance cancelled them:
+    the shipped DiT's own per-bar intensity followed the requested curve at Spearman ρ 0.19
+    over 48 held-out windows, and at 0.52 with the curves guided (after decoding: 0.50 → 0.73
+    with the wider automatic spread, :data:`muvi.curves.AUTO_SPREAD`). Training drops the
+    curves and the picture independently, so the model knows the doubly-null condition."""
+    b = patches.shape[0]
+    cond = condition(patches, positions, style, mood, torch.zeros(b, dtype=torch.bool), controls)
+    uncond = condition(patches, positions, style, mood, torch.ones(b, dtype=torch.bool), torch.zeros_like(controls))
+    return cond, uncond
 
 
 def guided_velocity(

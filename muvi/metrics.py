@@ -136,13 +136,15 @@ def _groove_consistency(notes: Sequence[Note], steps_per_bar: int, n_bars: int) 
 
 
 def musicality(
-    score: Score, *, key: Key | None = None, stems: Sequence[str] | None = None, drum_stems: Sequence[str] = ("drums",)
+    score: Score, *, key: Key | None = None, stems: Sequence[str] | None = None, drum_stems: Sequence[str] = ("drums",),
+    bars: int | None = None,
 ) -> dict[str, Any]:
-    """Musicality statistics of a score (see the module docstring). Stems without notes get
-    ``empty_bar_ratio`` 1.0 and density 0."""
+    """Musicality statistics of a score (see the module docstring), over its first ``bars`` bars
+    (default: all). Stems without notes get ``empty_bar_ratio`` 1.0 and density 0."""
     bar = score.steps_per_bar
-    n_bars = max(1, math.ceil(score.n_steps / bar))
-    notes = [n for n in score.notes if n.start < score.n_steps]
+    n_steps = score.n_steps if bars is None else max(1, min(score.n_steps, bars * bar))
+    n_bars = max(1, math.ceil(n_steps / bar))
+    notes = [n for n in score.notes if n.start < n_steps]
     names = list(stems) if stems is not None else sorted({n.stem for n in notes})
     pitched = [n for n in notes if n.stem not in drum_stems]
     if key is None and score.key:
@@ -152,18 +154,18 @@ def musicality(
     hist = pitch_class_histogram(pitched, drum_stems=drum_stems)
     p = hist / hist.sum() if hist.sum() else hist
     entropy = float(-(p[p > 0] * np.log2(p[p > 0])).sum()) if hist.sum() else math.nan
-    sounding = np.zeros(score.n_steps, int)
+    sounding = np.zeros(n_steps, int)
     for n in pitched:
-        sounding[n.start : min(n.end, score.n_steps)] += 1
+        sounding[n.start : min(n.end, n_steps)] += 1
     per_stem: dict[str, dict[str, float]] = {}
     for stem in names:
         sn = [n for n in notes if n.stem == stem]
         covered = np.zeros(n_bars, bool)
         for n in sn:
             covered[n.start // bar : min(n_bars, (max(n.end, n.start + 1) - 1) // bar + 1)] = True
-        stem_sounding = np.zeros(score.n_steps, int)
+        stem_sounding = np.zeros(n_steps, int)
         for n in sn:
-            stem_sounding[n.start : min(n.end, score.n_steps)] += 1
+            stem_sounding[n.start : min(n.end, n_steps)] += 1
         active = stem_sounding[stem_sounding > 0]
         per_stem[stem] = {
             "notes": len(sn),

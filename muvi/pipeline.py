@@ -3,13 +3,14 @@
 The job is a run of stage functions, each with a typed hand-off, each testable alone; the CLI,
 the server (through :class:`Generator`) and the evaluation call the same ones:
 
-1. :func:`decode_stage` — frames at 10 fps (:class:`Decoded`);
+1. :func:`decode_stage` — samples at 10 fps, decoded straight into thumbnails and visual
+   tokens (no timeline-long array of images) (:class:`Decoded`);
 2. :func:`analyse_stage` — cuts (segment boundaries always), motion and the picture's look
    (:class:`Analysis`);
 3. :func:`plan_stage` — style, key and mood from the look, the beat grid (:mod:`muvi.sync`),
    with hit points bent onto downbeats, the sections and the ending (:mod:`muvi.shape`)
    (:class:`Plan`);
-4. :func:`condition_stage` — visual tokens and the control curves (:class:`Conditioning`);
+4. :func:`condition_stage` — the control curves and the tags (:class:`Conditioning`);
 5. :meth:`Generator.sample_stage` — window by window (16 bars, 4 bars overlap: each window after
    the first gets the end of the previous one as its in-context prompt, the first one the
    user's prompt, the last one the planned ending as a clean suffix). A window where a pitched
@@ -52,7 +53,7 @@ from muvi.curves import (CONTROL_CHANNELS, CONTROLS, HOLD_SLACK, EnergyCurve, de
 from muvi.mood import Look, choose_key, choose_mood, choose_style, picture_look
 from muvi.backend import Backend, TorchBackend
 from muvi.errors import Cancelled, InvalidInputError, MuviError
-from muvi.flow import guided_velocity, sample
+from muvi.flow import guidance_conditions, guided_velocity, sample
 from muvi.metrics import accent_hit_rate, musicality
 from muvi.music.keys import Key, snap_to_scale, transpose
 from muvi.music.corpus import PITCHED_STEMS, STEMS
@@ -214,6 +215,21 @@ class Plan:
     def bar_time(self, b: int) -> float:
         return float(self.tempo.time_at(Fraction(b * self.bar, self.steps_per_beat)))
 
+    @property
+    def take_bars(self) -> int:
+        """The bars the take is judged on: those lying mostly before the out point (the last of
+        the bars covering the timeline can hold only a sliver of it, where a ring ending's
+        chord has already been released)."""
+        return max(1, math.floor(Fraction(self.shape.out_step) / self.bar + Fraction(1, 2)))
+
+    @property
+    def curve_bars(self) -> int | None:
+        """How many bars from the start the control curves govern: those before the bar where
+        the planned ending begins (its cadence and fill are given, not held to a curve); None
+        when there is no planned ending."""
+        start = self.shape.suffix_start
+        return None if start is None else max(0, start // self.bar)
+
 
 @dataclass(frozen=True)
 class Conditioning:
@@ -245,9 +261,33 @@ class Music:
 
 # -- the stages --------------------------------------------------------------------------------
 
-def decode_stage(timeline: Timeline, options: GenerateOptions, *,
+class PictureFeatures:
+    """The decode pass's reducer (:class:`muvi.video.FrameReducer`): per sample, the 32×32
+    thumbnail (cuts, motion, the look) and the visual encoder's tokens, chunk by chunk, so no
+    timeline-long array of images is ever held. The encoder also sees the last
+    :attr:`CONTEXT` samples before each chunk (the low-level encoder's motion features difference
+    consecutive frames, and its motion change differences those), so the tokens are those of an
+    encode of the whole timeline at once."""
+
+    CONTEXT = 2
+
+    def __init__(self, encoder: Any) -> None:
+        self.encoder = encoder
+        self._tail: np.ndarray | None = None
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        x = images if self._tail is None else np.concatenate([self._tail, images])
+        ctx = len(x) - len(images)
+        with torch.inference_mode():
+            patches = self.encoder.encode(x)[0][ctx:].numpy()
+        self._tail = x[-self.CONTEXT:].copy()
+        return {"small": thumbnails(images), "patches": patches}
+
+
+def decode_stage(timeline: Timeline, options: GenerateOptions, encoder: Any, *,
                  progress: Callable[[float], None] | None = None) -> Decoded:
-    """The options checked against the timeline (before any work), then its frames at 10 fps."""
+    """The options checked against the timeline (before any work), then its samples at 10 fps,
+    decoded straight into thumbnails and visual tokens (:class:`PictureFeatures`)."""
     check_timeline(timeline)
     duration = float(timeline.duration.seconds)
     curve = parse_energy_curve(options.energy_curve, duration=duration) if options.energy_curve is not None else None
@@ -255,7 +295,7 @@ def decode_stage(timeline: Timeline, options: GenerateOptions, *,
     for s in options.sections:
         if s > duration:
             raise InvalidInputError(f"section marker at {s:g} s lies outside the timeline (0-{duration:.3f} s)")
-    frames = decode_timeline(timeline, fps=FPS, size=(224, 224), progress=progress)
+    frames = decode_timeline(timeline, fps=FPS, size=(224, 224), progress=progress, reduce=PictureFeatures(encoder))
     return Decoded(timeline, frames, curve, hits)
 
 
@@ -263,7 +303,7 @@ def analyse_stage(decoded: Decoded) -> Analysis:
     """Cuts (exact to the frame), motion and the picture's look."""
     timeline, frames = decoded.timeline, decoded.frames
     t0 = timeline.start.seconds
-    small = thumbnails(frames.images)  # one 32×32 copy for cuts, motion and the look
+    small = frames.features["small"]  # one 32×32 copy for cuts, motion and the look
     accents = find_accents(small, [ft - t0 for ft in frames.times], forced_cuts=frames.cut_indices)
     accents = refine_cut_times(timeline, accents, set(frames.cut_indices), frames.times, frames.between)
     cuts = tuple(a.index for a in accents if a.kind == "cut")
@@ -352,17 +392,17 @@ def _edit_shape(ending: str, why: str, *, tempo: TempoMap, duration: Fraction, t
                      fade_from, spb, bar, tuple(report))
 
 
-def condition_stage(model: MuVi, encoder: Any, decoded: Decoded, analysis: Analysis, plan: Plan,
+def condition_stage(model: MuVi, decoded: Decoded, analysis: Analysis, plan: Plan,
                     options: GenerateOptions, *, default_cfg: float) -> Conditioning:
     """Visual tokens, the control curves (the picture's or the user's, shaped by the sections
     and the ending) and the tags."""
-    patches = encoder.encode(decoded.frames.images)[0]  # (Tf, P, D)
+    patches = torch.from_numpy(decoded.frames.features["patches"])  # (Tf, P, D), encoded in the decode pass
     cfg = options.cfg if options.cfg is not None else default_cfg
     controls, report = _controls(model, analysis=analysis, patches=patches, plan=plan, options=options,
                                  curve=decoded.curve)
     requested = dict(report.get("requested", {}))
-    if plan.shape.suffix_start is not None:  # the planned ending is given, not held to a curve
-        first = max(0, plan.shape.suffix_start // plan.bar)
+    if plan.curve_bars is not None:  # the planned ending is given, not held to a curve
+        first = plan.curve_bars
         requested = {c: [0.0 if b >= first else v for b, v in enumerate(vals)] for c, vals in requested.items()}
     decoder = replace(model.config.decode_spec, beats_per_bar=options.meter)
     return Conditioning(patches, controls, requested, HOLD_SLACK,
@@ -399,8 +439,11 @@ def notes_stage(plan: Plan, cond: Conditioning, sampled: Sampled, options: Gener
     requested = curves.get("requested", {})
     curves["generated"] = _curve_dict(music_curves(notes, n_steps=plan.n_steps, steps_per_bar=plan.bar))
     curves["held_to_curve"] = {**held, "slack": cond.slack}
-    curves["intensity_spearman"] = spearman(requested.get("intensity", []), curves["generated"]["intensity"])
-    curves["intensity_spearman_model"] = spearman(requested.get("intensity", []), held["model_intensity"])
+    # curve following over the bars the curves govern (not the planned ending's)
+    want, k = requested.get("intensity", []), plan.curve_bars
+    curves["spearman_bars"] = len(want) if k is None else min(k, len(want))
+    curves["intensity_spearman"] = spearman(want[:k], curves["generated"]["intensity"][:k])
+    curves["intensity_spearman_model"] = spearman(want[:k], held["model_intensity"][:k])
     key = plan.key
     shift = key.tonic if key.tonic <= 6 else key.tonic - 12
     notes = snap_to_scale(transpose(notes, shift), key)
@@ -576,7 +619,7 @@ def _report(decoded: Decoded, options: GenerateOptions, analysis: Analysis, plan
                                                 tempo.beat_times(duration), frame_rate=timeline.rate.fraction),
         "accent_hit_rate_all": (sum(flags) / len(flags)) if flags else math.nan,
         "cuts_on_beats": f"{sum(cut_flags)}/{len(cut_flags)}",
-        "musicality": musicality(music.score, key=plan.key, stems=list(options.stems)),
+        "musicality": musicality(music.score, key=plan.key, stems=list(options.stems), bars=plan.take_bars),
         "performance": music.performance.stats(music.score) if music.performance is not None else None,
     }
 
@@ -632,7 +675,8 @@ class Generator:
             return out
 
         self._check_window(options)
-        decoded = stage("decode", lambda: decode_stage(timeline, options, progress=lambda f: prog("decode", f)))
+        decoded = stage("decode", lambda: decode_stage(timeline, options, self.encoder,
+                                                          progress=lambda f: prog("decode", f)))
         if decoded.frames.damaged and warn is not None:
             warn("damaged video concealed (the last good frame repeated) at "
                  + ", ".join(f"{a:.3f}-{b:.3f} s" for a, b in decoded.frames.damaged[:6]))
@@ -640,7 +684,7 @@ class Generator:
         plan = stage("plan", lambda: plan_stage(decoded, analysis, options, steps_per_beat=self.model.config.roll.steps_per_beat,
                                                 drums_asked=self._drums_asked))
         default_cfg = float(self.meta.get("recipe", {}).get("default_cfg", 3.0))
-        cond = stage("encode", lambda: condition_stage(self.model, self.encoder, decoded, analysis, plan, options,
+        cond = stage("encode", lambda: condition_stage(self.model, decoded, analysis, plan, options,
                                                        default_cfg=default_cfg))
         sampled = stage("sampling", lambda: self.sample_stage(plan, cond, options, progress=prog, should_stop=should_stop))
         timings["adaptor"] = sampled.adaptor_seconds
@@ -693,7 +737,8 @@ class Generator:
                 t_cond += t2
                 joins["retries"] += more["retries"]
             joins["wrap_silent_stem_bars"] = wrap_gaps(tokens[: plan.n_steps], cond.decoder, bar=bar,
-                                                       stems=options.stems)
+                                                       stems=options.stems, requested=cond.requested,
+                                                       slack=cond.slack)
         return Sampled(tokens[: plan.n_steps], joins, t_cond)
 
     def _ending_suffix(self, plan: Plan, options: GenerateOptions) -> np.ndarray | None:
@@ -731,8 +776,7 @@ class Generator:
             n = s1 - s0
             tc = time.perf_counter()
             pos, ctl = plan.positions[s0:s1][None], cond.controls[s0:s1][None]
-            c = self.backend.condition(cond.patches[None], pos, cond.style, cond.mood, torch.tensor([False]), ctl)
-            unc = self.backend.condition(cond.patches[None], pos, cond.style, cond.mood, torch.tensor([True]), ctl)
+            c, unc = guidance_conditions(self.backend.condition, cond.patches[None], pos, cond.style, cond.mood, ctl)
             t_cond += time.perf_counter() - tc
             if loop_from is not None:
                 ptok = np.zeros((n, spec.token_dim), np.float32)
@@ -784,7 +828,8 @@ class Generator:
                 if last and loop and (k > 0 or loop_from is not None):  # the wrap-around is a join too
                     take = tokens.copy()
                     take[s0:s1] = out
-                    gaps += wrap_gaps(take[:n_real], cond.decoder, bar=bar, stems=options.stems)
+                    gaps += wrap_gaps(take[:n_real], cond.decoder, bar=bar, stems=options.stems,
+                                      requested=cond.requested, slack=cond.slack)
                 penalty = gaps + silent * max(1, n // bar)
                 if best is None or penalty < best[0]:
                     best = (penalty, gaps, silent, out)
@@ -832,13 +877,15 @@ def silent_stems(window: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str
     return sum(int(counts[s][first:].sum() == 0) for s in stems if s in PITCHED_STEMS or s in asked)
 
 
-def wrap_gaps(tokens: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str]) -> int:
+def wrap_gaps(tokens: np.ndarray, spec: Any, *, bar: int, stems: Sequence[str],
+              requested: dict[str, list[float]] | None = None, slack: float = HOLD_SLACK) -> int:
     """A loop's join check at its wrap-around: silent stem-bars in its last two and first two
-    bars, of the stems that play in at least half of its bars."""
+    bars, of the stems that play in at least half of its bars, decoded as the take is (held to
+    its ``requested`` curves)."""
     n_bars = tokens.shape[0] // bar
     if n_bars < 2:
         return 0
-    counts = _bar_counts(tokens[: n_bars * bar], spec, bar=bar, stems=stems)
+    counts = _bar_counts(tokens[: n_bars * bar], spec, bar=bar, stems=stems, requested=requested, slack=slack)
     check = {0, 1, n_bars - 2, n_bars - 1}
     return sum(int(c[b] == 0) for c in counts.values() if (c > 0).mean() >= 0.5 for b in check)
 

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from fractions import Fraction
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -61,9 +61,10 @@ class SampledFrame:
 
 @dataclass(frozen=True)
 class Frames:
-    """A timeline sampled at ``fps``: images (T, H, W, 3) uint8 with exact record times."""
+    """A timeline sampled at ``fps``: images (T, H, W, 3) uint8 with exact record times, or
+    only what a reducer kept of them (:func:`decode_timeline`'s ``reduce``)."""
 
-    images: np.ndarray  # (T, H, W, 3) uint8
+    images: np.ndarray | None  # (T, H, W, 3) uint8; None when decoded through a reducer
     times: tuple[Fraction, ...]  # record seconds of each sample
     segments: np.ndarray  # (T,) int64, segment index or -1 in a gap
     cut_indices: tuple[int, ...]  # first sample of every shot after the first
@@ -74,9 +75,20 @@ class Frames:
     # (record seconds of each, (n, 32, 32, 3) thumbnails), kept in the decode pass so a cut is
     # placed on its exact frame without decoding again (see :func:`decode_segment`)
     between: Mapping[int, tuple[tuple[Fraction, ...], np.ndarray]] = field(default_factory=dict)
+    # what a reducer made of the images, per name: (T, ...) arrays in sample order
+    features: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.times)
+
+
+class FrameReducer(Protocol):
+    """Turns consecutive chunks of decoded images into what is kept of them, so a long timeline
+    never holds all its images at once. Called in sample order with (k, H, W, 3) uint8 chunks;
+    returns, per name, a (k, ...) array for those samples."""
+
+    def __call__(self, images: np.ndarray) -> Mapping[str, np.ndarray]:
+        ...
 
 
 # ---------------------------------------------------------------------------------------
@@ -414,29 +426,49 @@ def decode_timeline(
     size: tuple[int, int] | None = (224, 224),
     fast: bool = True,
     progress: Callable[[float], None] | None = None,
+    reduce: FrameReducer | None = None,
+    chunk: int = 64,
 ) -> Frames:
-    """Decode the whole timeline (or one segment) into :class:`Frames` (see :func:`iter_frames`)."""
+    """Decode the whole timeline (or one segment) into :class:`Frames` (see :func:`iter_frames`).
+    With ``reduce``, the images go to it ``chunk`` samples at a time and only what it returns is
+    kept (``Frames.features``; ``images`` is None): memory then no longer grows with the
+    timeline's length by a full image per sample."""
     timeline = _as_timeline(timeline)
     fps = Fraction(fps)
     times = sample_times(timeline, fps)
     n = len(times)
+    store = n if reduce is None else max(1, chunk)
     images: np.ndarray | None = None
     segments = np.full((n,), -1, np.int64)
     damaged: list[tuple[float, float]] = []
     between: dict[int, tuple[tuple[Fraction, ...], np.ndarray]] = {}
+    kept: dict[str, list[np.ndarray]] = {}
+
+    def flush(count: int) -> None:
+        for name, value in reduce(images[:count]).items():  # type: ignore[misc, index]
+            kept.setdefault(name, []).append(np.asarray(value))
+
     for sf in iter_frames(timeline, fps=fps, size=size, fast=fast, damaged=damaged, between=between):
         if images is None:
-            images = np.empty((n, *sf.image.shape), np.uint8)
+            images = np.empty((store, *sf.image.shape), np.uint8)
         if sf.image.shape != images.shape[1:]:
             raise MediaError(
                 timeline.segments[sf.segment or 0].media,
                 f"frame size {sf.image.shape[1]}x{sf.image.shape[0]} differs from the first segment's; pass a size",
             )
-        images[sf.index] = sf.image
+        images[sf.index % store] = sf.image
         segments[sf.index] = -1 if sf.segment is None else sf.segment
+        if reduce is not None and (sf.index + 1) % store == 0:
+            flush(store)
         if progress is not None and (sf.index % 16 == 0 or sf.index == n - 1):
             progress((sf.index + 1) / n)
     assert images is not None
+    if reduce is not None:
+        if n % store:
+            flush(n % store)
+        features = {name: np.concatenate(parts) for name, parts in kept.items()}
+        return Frames(None, tuple(times), segments, cut_indices(timeline, times), fps, tuple(damaged), between,
+                      features)
     return Frames(images, tuple(times), segments, cut_indices(timeline, times), fps, tuple(damaged), between)
 
 

@@ -78,9 +78,10 @@ class MuViDiT(nn.Module):
         drop: torch.Tensor,  # (B,) bool: replace the picture and tags by their nulls (CFG)
         controls: torch.Tensor,  # (B, T, CONTROL_CHANNELS) curves per step: [value·mask, mask]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The conditioning. The control curves are *not* dropped with the picture: they are in
-        both branches of classifier-free guidance, so guidance amplifies what the picture adds
-        and never extrapolates the curves (training drops them on their own, by their mask)."""
+        """The conditioning. ``drop`` nulls the picture and the tags, not the control curves:
+        training drops the curves on their own, by their mask, and guidance gives the
+        unconditional branch no curves (:func:`muvi.flow.guidance_conditions`), so it amplifies
+        the curves as well as the picture."""
         d = drop[:, None, None]
         visual = torch.where(d, self.null_tokens.to(visual.dtype).expand_as(visual), visual)
         pooled = torch.where(drop[:, None], self.null_pooled.to(pooled.dtype).expand_as(pooled), pooled)

@@ -134,6 +134,28 @@ def test_timeline_with_cuts_and_a_gap(media: Media) -> None:
     assert codes[28:] == [math.floor(Fraction(k, 10) * 25) for k in range(8)]
 
 
+def test_a_reducer_keeps_only_its_features_and_sees_every_sample_in_order(media: Media) -> None:
+    """Decoded through a reducer in chunks of 7 (36 samples: a last partial chunk), the kept
+    features are those of the whole array of images, in order, gaps included."""
+    from muvi.nn.encoders import LowLevelEncoder
+    from muvi.pipeline import PictureFeatures
+
+    a = media.shots(Rate(25), shots=(50,))
+    r = Rate(25)
+    tl = Timeline(r, (Segment(a.path, TimeRange.from_frames(10, 25, r), RationalTime(250, r)),
+                      Segment(a.path, TimeRange.from_frames(0, 20, r), RationalTime(295, r))))  # a gap 11.0-11.8
+    whole = decode_timeline(tl, size=(80, 48))
+    enc = LowLevelEncoder()
+    reduced = decode_timeline(tl, size=(80, 48), reduce=PictureFeatures(enc), chunk=7)
+    assert reduced.images is None and len(reduced) == len(whole) == 26
+    assert reduced.cut_indices == whole.cut_indices and reduced.segments.tolist() == whole.segments.tolist()
+    from muvi.analysis import thumbnails
+
+    assert np.array_equal(reduced.features["small"], thumbnails(whole.images))
+    # the encoder's motion features reach two samples back: equal to one encode of everything
+    np.testing.assert_allclose(reduced.features["patches"], enc.encode(whole.images)[0].numpy(), atol=1e-6)
+
+
 def test_iter_frames_streams_and_can_stop_early(media: Media) -> None:
     clip = media.shots(Rate(25))
     it = iter_frames(_whole(clip.path, Rate(25), 90), size=(32, 32))

@@ -10,7 +10,7 @@ import torch
 from muvi.curves import CONTROL_CHANNELS
 
 from muvi.errors import CheckpointError, InvalidInputError
-from muvi.flow import guided_velocity, sample
+from muvi.flow import guidance_conditions, guided_velocity, sample
 from muvi.music.midi import write_midi
 from muvi.music.roll import RollSpec
 from muvi.music.score import Note, Score
@@ -41,8 +41,7 @@ def generate(model: MuVi, frames: np.ndarray, *, seed: int, prompt_notes: list[N
     style, mood = torch.tensor([model.config.style_index("pop")]), torch.tensor([0])
     with torch.no_grad():
         ctl = torch.zeros(1, n_steps, CONTROL_CHANNELS)
-        cond = model.condition(patches, pos, style, mood, torch.tensor([False]), ctl)
-        unc = model.condition(patches, pos, style, mood, torch.tensor([True]), ctl)
+        cond, unc = guidance_conditions(model.condition, patches, pos, style, mood, ctl)
     tokens, mask = prompt_tokens(prompt_notes or [], spec, n_steps=n_steps, prefix_steps=16 if prompt_notes else 0)
     prompt, pmask = torch.from_numpy(tokens)[None], torch.from_numpy(mask)[None]
     fn = guided_velocity(model.dit.velocity, cond=cond, uncond=unc, scale=cfg, prompt=prompt, prompt_mask=pmask)
@@ -63,6 +62,24 @@ def test_sampling_with_cfg_and_prompt_is_reproducible() -> None:
     assert {(n.start, n.pitch, n.end, n.stem) for n in a_notes if n.start < 16} == {
         (0, 60, 4, "chords"), (4, 64, 8, "chords"), (0, 36, 1, "drums")}
     assert all(n.end <= 64 for n in a_notes)
+
+
+def test_guidance_amplifies_the_curves_too() -> None:
+    """The unconditional branch has neither the picture nor the curves: changing the curves moves
+    the conditional branch only."""
+    model = tiny_model()
+    frames = np.random.default_rng(1).integers(0, 255, (20, 32, 32, 3), dtype=np.uint8)
+    patches = LowLevelEncoder().encode(frames)
+    pos = torch.from_numpy(grid_positions(TempoMap.constant(120), 32, steps_per_beat=4, fps=10, n_frames=20))[None]
+    style, mood = torch.tensor([model.config.style_index("pop")]), torch.tensor([0])
+    busy = torch.zeros(1, 32, CONTROL_CHANNELS)
+    busy[..., : CONTROL_CHANNELS // 2], busy[..., CONTROL_CHANNELS // 2:] = 0.9, 1.0
+    with torch.no_grad():
+        c0, u0 = guidance_conditions(model.condition, patches, pos, style, mood, torch.zeros_like(busy))
+        c1, u1 = guidance_conditions(model.condition, patches, pos, style, mood, busy)
+        null = model.condition(patches, pos, style, mood, torch.tensor([True]), torch.zeros_like(busy))
+    assert torch.equal(u0[0], u1[0]) and torch.equal(u1[0], null[0]) and torch.equal(u1[1], null[1])
+    assert not torch.allclose(c0[0], c1[0])
 
 
 def test_checkpoint_round_trip_sharding_and_strictness(tmp_path: Path) -> None:
