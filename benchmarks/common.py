@@ -102,6 +102,33 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+class PeakMemory:
+    """Samples this process's resident memory every ``interval`` seconds while open: the peak
+    overall and per stage (``stage`` is set by the caller, e.g. from a progress callback)."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        import threading
+
+        self.interval, self.stage, self.peak, self.by_stage = interval, "start", 0.0, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            mb = rss_mb(os.getpid())
+            self.peak = max(self.peak, mb)
+            self.by_stage[self.stage] = max(self.by_stage.get(self.stage, 0.0), mb)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()}
 

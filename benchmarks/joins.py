@@ -1,7 +1,8 @@
 """Long timelines (issue 7): are the joins between model windows audible as restarts?
 
 Generates music for a long timeline (default 10 minutes: a generated 640x360 clip with a cut
-every 3–9 s) window by window, then measures at every join (the first bar a new window
+every 3–9 s) window by window, with its time per minute of timeline and its peak memory (the
+job's resident memory sampled every 0.1 s, overall and per stage), then measures at every join (the first bar a new window
 writes): empty bars in the 2 bars either side (per stem the piece uses), the key estimated
 from the 8 bars before against the 8 bars after (a change counts when the tonic or mode
 differs), and the note density either side. Prints JSON.
@@ -21,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import emit, machine  # noqa: E402
+from benchmarks.common import PeakMemory, emit, machine  # noqa: E402
 from engines.select import select_backend  # noqa: E402
 from muvi.media_gen import write_shot_clip  # noqa: E402
 from muvi.music.keys import estimate_key  # noqa: E402
-from muvi.pipeline import GenerateOptions, Generator  # noqa: E402
+from muvi.pipeline import STAGES, GenerateOptions, Generator  # noqa: E402
 from muvi.timeline import Rate, Timeline, TimeRange  # noqa: E402
 from muvi.weights import load_checkpoint  # noqa: E402
 
@@ -55,7 +56,14 @@ def main() -> None:
         clip = write_shot_clip(Path(tmp) / "long.mp4", shots=shots, rate=rate, size=(640, 360))
         tl = Timeline.sequential([(clip.path, TimeRange.from_frames(0, n, rate))], rate=rate)
         t = time.perf_counter()
-        result = gen.generate(tl, options, Path(tmp) / "out")
+        with PeakMemory() as memory:
+            memory.stage = STAGES[0]
+
+            def running(stage: str, fraction: float) -> None:  # a stage reports 1.0 as it ends: the next one runs
+                done = fraction >= 1.0 and stage in STAGES and STAGES.index(stage) + 1 < len(STAGES)
+                memory.stage = STAGES[STAGES.index(stage) + 1] if done else stage
+
+            result = gen.generate(tl, options, Path(tmp) / "out", progress=running)
         seconds = time.perf_counter() - t
     score = result.score
     bar = score.steps_per_beat * score.tempo.beats_per_bar
@@ -83,7 +91,9 @@ def main() -> None:
         "joins_with_an_empty_bar": sum(1 for r in rows if r["empty_stem_bars"]),
         "joins_with_a_key_change": sum(1 for r in rows if r["key_change"]),
         "empty_stem_bar_ratio_overall": round(all_empty / max(1, n_bars * len(stems)), 4),
-        "key": score.key, "seconds": round(seconds, 1), "timings_s": result.report["timings_s"],
+        "key": score.key, "seconds": round(seconds, 1), "seconds_per_minute": round(seconds / args.minutes, 2),
+        "peak_rss_mb": round(memory.peak), "peak_rss_mb_by_stage": {k: round(v) for k, v in memory.by_stage.items()},
+        "timings_s": result.report["timings_s"],
         "accent_hit_rate_cuts": result.report["accent_hit_rate_cuts"], "join_check": result.report["joins"],
         "per_join": rows, "machine": machine(),
     }, "joins")

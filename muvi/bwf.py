@@ -12,18 +12,21 @@ Writes are atomic and refuse non-finite samples.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import struct
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from muvi.errors import AudioWriteError, MediaError
 from muvi.fileio import atomic_path
 
-__all__ = ["BextInfo", "LoudnessFields", "write_bwf", "read_bwf", "BwfFile"]
+__all__ = ["BextInfo", "LoudnessFields", "write_bwf", "BwfWriter", "read_bwf", "BwfFile"]
 
 _BEXT_FIXED = 602
 _UNKNOWN = 0x7FFF
@@ -123,6 +126,74 @@ def _pcm_bytes(audio: np.ndarray, bit_depth: int) -> bytes:
     return ints.astype("<i2").tobytes()
 
 
+class BwfWriter:
+    """A Broadcast WAV written chunk by chunk, for audio too long to hold at once: the header
+    (with the final length, ``n_samples``) goes first, then :meth:`write` appends (channels, k)
+    float chunks. The file is written under a temporary name and appears whole when the context
+    closes after exactly ``n_samples`` samples; on any error (or a short write) nothing is left."""
+
+    def __init__(self, path: Path | str, *, channels: int, n_samples: int, sample_rate: int = 48000,
+                 bit_depth: int = 24, bext: BextInfo | None = None) -> None:
+        self.path = Path(path)
+        if bit_depth not in (16, 24):
+            raise AudioWriteError(f"{self.path.name}: bit depth must be 16 or 24, got {bit_depth}")
+        if channels < 1:
+            raise AudioWriteError(f"{self.path.name}: audio must have a channel, got {channels}")
+        self.channels, self.n, self.bit_depth = channels, int(n_samples), bit_depth
+        block = channels * bit_depth // 8
+        self._data_size = self.n * block
+        self._bext = _bext_chunk(bext or BextInfo())
+        self._fmt = struct.pack("<HHIIHH", 1, channels, sample_rate, sample_rate * block, block, bit_depth)
+        header = 4 + (8 + len(self._bext) + len(self._bext) % 2) + (8 + len(self._fmt)) + 8
+        if header + self._data_size + self._data_size % 2 > _MAX_RIFF:
+            raise AudioWriteError(f"{self.path.name}: {self._data_size} bytes of audio exceed the 4 GiB WAV limit")
+        self._riff = header + self._data_size + self._data_size % 2
+        self.written = 0
+
+    def __enter__(self) -> "BwfWriter":
+        self._stack = contextlib.ExitStack()
+        try:
+            tmp = self._stack.enter_context(atomic_path(self.path))
+            self._fh = self._stack.enter_context(open(tmp, "wb"))
+            self._fh.write(b"RIFF" + struct.pack("<I", self._riff) + b"WAVE")
+            self._fh.write(_chunk(b"bext", self._bext))
+            self._fh.write(_chunk(b"fmt ", self._fmt))
+            self._fh.write(b"data" + struct.pack("<I", self._data_size))
+        except BaseException:
+            if not self._stack.__exit__(*sys.exc_info()):
+                raise
+        return self
+
+    def write(self, audio: np.ndarray) -> None:
+        """Append (channels, k) float samples in [-1, 1] (beyond full scale: clipped)."""
+        a = np.asarray(audio, dtype=np.float64)
+        if a.ndim != 2 or a.shape[0] != self.channels:
+            raise AudioWriteError(f"{self.path.name}: a chunk must be ({self.channels}, samples), got {a.shape}")
+        if self.written + a.shape[1] > self.n:
+            raise AudioWriteError(f"{self.path.name}: more than the {self.n} samples announced")
+        bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise AudioWriteError(f"{self.path.name}: refusing to write {bad} non-finite samples (NaN/Inf)")
+        step = 1 << 18  # samples per conversion: bounded memory
+        for start in range(0, a.shape[1], step):
+            self._fh.write(_pcm_bytes(a[:, start : start + step], self.bit_depth))
+        self.written += a.shape[1]
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            try:
+                if self.written != self.n:
+                    raise AudioWriteError(f"{self.path.name}: {self.written} of the {self.n} samples announced "
+                                          "were written")
+                if self._data_size % 2:
+                    self._fh.write(b"\0")
+            except AudioWriteError:
+                if not self._stack.__exit__(*sys.exc_info()):
+                    raise
+                return False
+        return bool(self._stack.__exit__(kind, exc, tb))
+
+
 def write_bwf(
     path: Path | str,
     audio: np.ndarray,
@@ -142,30 +213,12 @@ def write_bwf(
         a = a[None, :]
     if a.ndim != 2 or a.shape[0] < 1:
         raise AudioWriteError(f"{path.name}: audio must be (channels, samples), got shape {np.shape(audio)}")
-    if bit_depth not in (16, 24):
-        raise AudioWriteError(f"{path.name}: bit depth must be 16 or 24, got {bit_depth}")
     bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
     if bad:
         raise AudioWriteError(f"{path.name}: refusing to write {bad} non-finite samples (NaN/Inf)")
-    channels = a.shape[0]
-    block = channels * bit_depth // 8
-    data_size = a.shape[1] * block
-    bext_payload = _bext_chunk(bext or BextInfo())
-    fmt = struct.pack("<HHIIHH", 1, channels, sample_rate, sample_rate * block, block, bit_depth)
-    header_size = 4 + (8 + len(bext_payload) + len(bext_payload) % 2) + (8 + len(fmt)) + 8
-    if header_size + data_size + data_size % 2 > _MAX_RIFF:
-        raise AudioWriteError(f"{path.name}: {data_size} bytes of audio exceed the 4 GiB WAV limit")
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(b"RIFF" + struct.pack("<I", header_size + data_size + data_size % 2) + b"WAVE")
-            fh.write(_chunk(b"bext", bext_payload))
-            fh.write(_chunk(b"fmt ", fmt))
-            fh.write(b"data" + struct.pack("<I", data_size))
-            step = 1 << 18  # samples per write: bounded memory for long files
-            for start in range(0, a.shape[1], step):
-                fh.write(_pcm_bytes(a[:, start : start + step], bit_depth))
-            if data_size % 2:
-                fh.write(b"\0")
+    with BwfWriter(path, channels=a.shape[0], n_samples=a.shape[1], sample_rate=sample_rate, bit_depth=bit_depth,
+                   bext=bext) as out:
+        out.write(a)
     return path
 
 

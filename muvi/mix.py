@@ -19,17 +19,19 @@ Stages of :func:`master` (DESIGN §3, FIELD-NOTES "Audio deliverables"):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from muvi.audio import CHUNK, ArrayAudio, Audio, chunk_spans
 from muvi.errors import AudioWriteError, InvalidInputError
 from muvi.timeline import AUDIO_SAMPLE_RATE
 
 __all__ = [
     "LoudnessOptions", "LoudnessReport", "StemMix", "MixTemplate", "MIX_TEMPLATES", "template_for",
-    "integrated_loudness", "true_peak_dbtp", "master", "normalize_loudness", "reverb_sends", "stem_levels",
+    "integrated_loudness", "true_peak_dbtp", "master", "plan_master", "Mastering", "BusCurve", "normalize_loudness",
+    "reverb_sends", "stem_levels",
 ]
 
 MAX_COMPRESSION_DB = 4.0
@@ -212,41 +214,48 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE)
 
 
 class _Meter:
-    """The stems K-weighted once; then the loudness of any stem gains and bus gain curve without
-    filtering again. The K-weighting is linear, so static gains commute with it exactly; a bus
-    curve that moves over tens of milliseconds commutes with it to a few hundredths of a LU."""
+    """Loudness of any stem gains and bus gain curve from one pass over the stems: per 10 ms
+    block, the K-weighted energy products of every pair of stems (a Gram matrix). The
+    K-weighting is linear, so the mix's energy at static gains ``g`` is exactly ``gᵀ G g`` per
+    block; a bus curve (which moves over tens of milliseconds) is applied as its mean square per
+    block, which commutes with the filtering to a few hundredths of a LU. Nothing of the length
+    of the audio is kept."""
 
-    def __init__(self, stems: Mapping[str, np.ndarray], sr: int) -> None:
-        self.k = {name: _k_weighted(a, sr) for name, a in stems.items()}
-        self.sr = sr
-        self.power = {name: _block_power(k, sr) for name, k in self.k.items()}  # at unit gain
+    def __init__(self, names: list[str], gram: np.ndarray, n: int, sr: int) -> None:
+        self.names, self.gram, self.n, self.sr = names, gram, n, sr
 
-    def weighted(self, gains_db: Mapping[str, float], curve: np.ndarray | None = None) -> np.ndarray:
-        """The K-weighted sum of the named stems at these gains (dB), times ``curve``."""
-        acc = np.zeros_like(next(iter(self.k.values())))
-        for name, db in gains_db.items():
-            acc += self.k[name] * 10.0 ** (db / 20.0)
-        if curve is not None:
-            acc *= curve
-        return acc
+    def _g(self, gains_db: Mapping[str, float]) -> np.ndarray:
+        return np.array([10.0 ** (gains_db[k] / 20.0) if k in gains_db else 0.0 for k in self.names])
 
-    def of(self, gains_db: Mapping[str, float], curve: np.ndarray | None = None) -> float:
-        """Loudness of the named stems at these gains (dB), summed, times ``curve``."""
-        if curve is None and len(gains_db) == 1:  # one stem at a static gain: its blocks scale exactly
-            (name, db), = gains_db.items()
-            return _power_loudness(self.power[name] * 10.0 ** (db / 10.0))
-        acc = self.weighted(gains_db, curve)
-        return _gated_loudness(acc, self.sr) if np.any(acc) else -math.inf
+    def energies(self, gains_db: Mapping[str, float], curve_sq: np.ndarray | None = None) -> np.ndarray:
+        """(blocks,) the K-weighted energy of the named stems' sum per 10 ms block."""
+        g = self._g(gains_db)
+        e = np.einsum("i,bij,j->b", g, self.gram, g)
+        return e if curve_sq is None else e * curve_sq
 
-    def shares(self, gains_db: Mapping[str, float], curve: np.ndarray | None = None) -> dict[str, float]:
-        """Each named stem's level relative to their mix (:func:`stem_levels`), at these gains.
-        At static gains a stem's block energies scale exactly, so only the mix is summed."""
-        whole = _block_power(self.weighted(gains_db, curve), self.sr)
-        if curve is None:
-            parts = {name: self.power[name] * 10.0 ** (db / 10.0) for name, db in gains_db.items()}
-        else:
-            parts = {name: _block_power(self.weighted({name: db}, curve), self.sr) for name, db in gains_db.items()}
-        return _power_shares(parts, whole)
+    def _stem(self, name: str, db: float, curve_sq: np.ndarray | None) -> np.ndarray:
+        i = self.names.index(name)
+        e = self.gram[:, i, i] * 10.0 ** (db / 10.0)
+        return e if curve_sq is None else e * curve_sq
+
+    def blocks(self, energies: np.ndarray) -> np.ndarray:
+        """BS.1770's 400 ms gating blocks every 100 ms (mean square, channels summed)."""
+        n, sr = self.n, self.sr
+        if n < int(0.4 * sr) + 1:
+            return np.zeros(0)
+        count = int(round((n / sr - 0.4) / 0.1)) + 1
+        csum = np.concatenate([[0.0], np.cumsum(energies)])
+        lo = 10 * np.arange(count)
+        return (csum[np.minimum(lo + 40, energies.size)] - csum[np.minimum(lo, energies.size)]) / (0.4 * sr)
+
+    def of(self, gains_db: Mapping[str, float], curve_sq: np.ndarray | None = None) -> float:
+        """Loudness (LUFS) of the named stems at these gains (dB), summed, through the curve."""
+        return _power_loudness(self.blocks(self.energies(gains_db, curve_sq)))
+
+    def shares(self, gains_db: Mapping[str, float], curve_sq: np.ndarray | None = None) -> dict[str, float]:
+        """Each named stem's level relative to their mix (:func:`stem_levels`), at these gains."""
+        whole = self.blocks(self.energies(gains_db, curve_sq))
+        return _power_shares({k: self.blocks(self._stem(k, db, curve_sq)) for k, db in gains_db.items()}, whole)
 
 
 def true_peak_dbtp(audio: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> float:
@@ -277,28 +286,6 @@ def stem_levels(stems: Mapping[str, np.ndarray], mix: np.ndarray, sample_rate: i
 
 
 # -- the stages --------------------------------------------------------------------------------
-def _sum(stems: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The stems summed in place (one pass, no stacked copy); a non-finite sample in any stem
-    shows in the sum (NaN and ±inf propagate), and only then are the stems searched for it."""
-    arrays = list(stems.values())
-    if not arrays:
-        raise AudioWriteError("no stems to mix")
-    shape = arrays[0].shape
-    for name, a in stems.items():
-        if a.shape != shape:
-            raise AudioWriteError(f"stem {name!r} has shape {a.shape}, expected {shape} like the others")
-    mix = np.array(arrays[0], dtype=np.float64, copy=True)
-    for a in arrays[1:]:
-        mix += a
-    if not np.isfinite(mix).all():
-        for name, a in stems.items():
-            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
-            if bad:
-                raise AudioWriteError(f"stem {name!r}: refusing {bad} non-finite samples (NaN/Inf)")
-        raise AudioWriteError("the mix overflows (non-finite samples)")
-    return mix
-
-
 def _place(audio: np.ndarray, pan: float, width: float) -> np.ndarray:
     """Stereo width (mid/side) and a constant-power position, in place on a (2, N) array."""
     if audio.shape[0] != 2 or (pan == 0.0 and width == 1.0):
@@ -325,15 +312,13 @@ def _smooth(target_db: np.ndarray, *, attack: float, release: float) -> np.ndarr
     return out
 
 
-def _compressor_db(weighted: np.ndarray, loudness: float, sr: int) -> np.ndarray:
-    """Per 10 ms block: the gentle bus compressor's gain (dB ≤ 0). Its detector is the mix's
-    K-weighted level over 50 ms, on the scale of the integrated loudness, so the threshold
-    (:data:`COMPRESSOR_THRESHOLD_LU` over it) means the same for every spectrum."""
-    block = sr // 100
-    n = weighted.shape[-1] // block * block
-    if n == 0 or not math.isfinite(loudness):
-        return np.zeros(max(1, weighted.shape[-1] // block + 1))
-    power = np.einsum("cn,cn->n", weighted[:, :n], weighted[:, :n]).reshape(-1, block).mean(axis=1)
+def _compressor_db(power: np.ndarray, loudness: float) -> np.ndarray:
+    """Per 10 ms block: the gentle bus compressor's gain (dB ≤ 0), from the mix's K-weighted
+    mean square per whole 10 ms block (``power``). Its detector is that level over 50 ms, on
+    the scale of the integrated loudness, so the threshold (:data:`COMPRESSOR_THRESHOLD_LU` over
+    it) means the same for every spectrum. One value per block start, one past the end."""
+    if power.size == 0 or not math.isfinite(loudness):
+        return np.zeros(power.size + 1)
     power = np.convolve(power, np.full(5, 0.2))[: power.size]  # the last 50 ms
     level = -0.691 + 10.0 * np.log10(np.maximum(power, 1e-12))
     threshold, ratio, knee = loudness + COMPRESSOR_THRESHOLD_LU, 2.0, 6.0
@@ -342,35 +327,180 @@ def _compressor_db(weighted: np.ndarray, loudness: float, sr: int) -> np.ndarray
                   np.where(over >= knee / 2, over * (1 - 1 / ratio), (1 - 1 / ratio) * (over + knee / 2) ** 2 / (2 * knee)))
     gr = np.minimum(gr, MAX_COMPRESSION_DB)
     gain = _smooth(-gr, attack=1 - math.exp(-1 / 1.5), release=1 - math.exp(-1 / 25.0))
-    return np.append(gain, gain[-1] if gain.size else 0.0)
+    return np.append(gain, gain[-1])
 
 
-def _limiter_gain(level: np.ndarray, sr: int) -> np.ndarray:
-    """Per 1 ms block: the look-ahead limiter's gain (linear ≤ 1) keeping ``level`` (per sample,
-    1.0 = at the ceiling) under 1; it starts falling a block before a peak and recovers over
-    ~50 ms."""
-    block = max(1, sr // 1000)
-    n_blocks = math.ceil(level.size / block)
-    peak = np.pad(level, (0, n_blocks * block - level.size)).reshape(n_blocks, block).max(axis=1)
+def _limiter_gain(peak: np.ndarray) -> np.ndarray:
+    """Per 1 ms block: the look-ahead limiter's gain (linear ≤ 1) keeping each block's ``peak``
+    (1.0 = at the ceiling) under 1; it starts falling a block before a peak and recovers over
+    ~50 ms. One value per block start, one past the end."""
     need = np.minimum(1.0, 1.0 / np.maximum(peak, 1e-12))
     ahead = np.minimum.reduce([need, np.append(need[1:], 1.0), np.insert(need[:-1], 0, 1.0)])
-    if ahead.min() >= 1.0:
-        return np.ones(n_blocks + 1)
+    if ahead.size == 0 or ahead.min() >= 1.0:
+        return np.ones(peak.size + 1)
     db = 20.0 * np.log10(ahead)
     smooth = 10.0 ** (np.minimum(_smooth(db, attack=1.0, release=1 - math.exp(-1 / 50.0)), db) / 20.0)
     return np.append(smooth, smooth[-1])
 
 
-def _per_sample(block_gain: np.ndarray, block: int, n: int) -> np.ndarray:
-    """A per-block gain (value at each block's start, one past the end) as a per-sample curve."""
-    return np.interp(np.arange(n, dtype=np.float64), np.arange(block_gain.size) * block, block_gain)
+@dataclass(frozen=True)
+class _Grid:
+    """The blocks the bus works in: 10 ms (meter, compressor) and 1 ms (peaks, limiter); a
+    chunk of the audio is a whole number of both."""
+
+    sr: int
+    n: int
+
+    @property
+    def sub(self) -> int:
+        return max(1, self.sr // 100)
+
+    @property
+    def ms(self) -> int:
+        return max(1, self.sr // 1000)
+
+    @property
+    def chunk(self) -> int:
+        step = math.lcm(self.sub, self.ms)
+        return max(step, CHUNK // step * step)
+
+    @property
+    def n_sub(self) -> int:
+        return -(-self.n // self.sub)
+
+    @property
+    def n_ms(self) -> int:
+        return -(-self.n // self.ms)
 
 
-def _balance(stems: dict[str, np.ndarray], template: MixTemplate, meter: _Meter) -> dict[str, float]:
+def _block_max(x: np.ndarray, block: int) -> np.ndarray:
+    """(k,) → per block of ``block`` samples, the largest value (a last partial block too)."""
+    nb = -(-x.size // block)
+    return np.pad(x, (0, nb * block - x.size)).reshape(nb, block).max(axis=1)
+
+
+@dataclass(frozen=True)
+class BusCurve:
+    """The bus's gain, the same for every stem: a static gain, the compressor's per 10 ms
+    block (dB) and the limiter's per 1 ms block, each given at its blocks' starts (one past the
+    end) and interpolated between them, sample by sample, as the audio is written."""
+
+    grid: _Grid
+    static_db: float = 0.0
+    comp_db: np.ndarray | None = None
+    limiter: np.ndarray | None = None
+
+    def at(self, a: int, b: int) -> np.ndarray:
+        """(b - a,) the gain of samples ``[a, b)``."""
+        return self.at_points(np.arange(a, b, dtype=np.float64))
+
+    def ms_points(self) -> np.ndarray:
+        """(n_ms + 1,) the gain at every 1 ms block start."""
+        return self.at_points(np.arange(self.grid.n_ms + 1, dtype=np.float64) * self.grid.ms)
+
+    def at_points(self, s: np.ndarray) -> np.ndarray:
+        """The gain at samples ``s`` (interpolated between the blocks' points)."""
+        g = np.full(s.size, 10.0 ** (self.static_db / 20.0))
+        if self.comp_db is not None:
+            g *= 10.0 ** (np.interp(s, np.arange(self.comp_db.size) * self.grid.sub, self.comp_db) / 20.0)
+        if self.limiter is not None:
+            g *= np.interp(s, np.arange(self.limiter.size) * self.grid.ms, self.limiter)
+        return g
+
+    def block_max(self) -> np.ndarray:
+        """(n_ms,) the largest gain within each 1 ms block (the gain is monotone between
+        points: at one of its two ends)."""
+        p = self.ms_points()
+        return np.maximum(p[:-1], p[1:])
+
+    def sub_sq(self) -> np.ndarray:
+        """(n_sub,) the gain's mean square over each 10 ms block (from its 1 ms points)."""
+        g = self.grid
+        p = self.ms_points()[:-1]
+        idx = np.minimum((np.arange(p.size) * g.ms) // g.sub, g.n_sub - 1)
+        return np.bincount(idx, p * p, minlength=g.n_sub) / np.maximum(np.bincount(idx, minlength=g.n_sub), 1)
+
+    def scaled(self, db: float) -> "BusCurve":
+        return replace(self, static_db=self.static_db + db)
+
+
+class _KWeighting:
+    """pyloudnorm's two K-weighting filters (the head's high shelf, the RLB high-pass), run on
+    consecutive chunks with their state carried: the same as filtering the whole signal."""
+
+    def __init__(self, sr: int, channels: int) -> None:
+        import pyloudnorm
+
+        self.filters = [pyloudnorm.IIRfilter(4.0, 1 / math.sqrt(2), 1500.0, sr, "high_shelf"),
+                        pyloudnorm.IIRfilter(0.0, 0.5, 38.0, sr, "high_pass")]
+        self.state = [np.zeros((channels, max(len(f.a), len(f.b)) - 1)) for f in self.filters]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        from scipy.signal import lfilter
+
+        for i, f in enumerate(self.filters):
+            y, self.state[i] = lfilter(f.b, f.a, x, axis=-1, zi=self.state[i])
+            x = f.passband_gain * y
+        return x
+
+
+class _Stems:
+    """The stems as placed by the template (width and position), read chunk by chunk."""
+
+    def __init__(self, sources: Mapping[str, Audio], template: MixTemplate | None) -> None:
+        if not sources:
+            raise AudioWriteError("no stems to mix")
+        self.sources = dict(sources)
+        self.names = list(sources)
+        first = next(iter(sources.values()))
+        for name, src in sources.items():
+            if (src.channels, src.n) != (first.channels, first.n):
+                raise AudioWriteError(f"stem {name!r} has shape {(src.channels, src.n)}, expected "
+                                      f"{(first.channels, first.n)} like the others")
+        self.channels, self.n = first.channels, first.n
+        self.place = {k: (template.stems[k].pan, template.stems[k].width) if template is not None
+                      and k in template.stems else (0.0, 1.0) for k in sources}
+
+    def read(self, name: str, a: int, b: int) -> np.ndarray:
+        x = self.sources[name].read(max(0, a), min(self.n, b))
+        if a < 0 or b > self.n:  # beyond the ends: silence (a filter's margin)
+            x = np.pad(x, ((0, 0), (max(0, -a), max(0, b - self.n))))
+        return _place(np.array(x, dtype=np.float64, copy=True), *self.place[name])
+
+    def mix(self, lin: Mapping[str, float], a: int, b: int) -> np.ndarray:
+        out = np.zeros((self.channels, b - a))
+        for k in self.names:
+            out += self.read(k, a, b) * lin[k]
+        return out
+
+
+def _analyse(stems: _Stems, grid: _Grid) -> tuple[_Meter, np.ndarray]:
+    """One pass: the meter's Gram matrices and each stem's sample peak per 1 ms block (placed,
+    at unit gain); a non-finite sample is refused, naming its stem."""
+    names, S = stems.names, len(stems.names)
+    gram = np.zeros((grid.n_sub, S, S))
+    peaks = np.zeros((grid.n_ms, S), np.float32)
+    kw = {k: _KWeighting(grid.sr, stems.channels) for k in names}
+    for a, b in chunk_spans(stems.n, grid.chunk):
+        ks = []
+        for i, k in enumerate(names):
+            x = stems.read(k, a, b)
+            bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+            if bad:
+                raise AudioWriteError(f"stem {k!r}: refusing {bad} non-finite samples (NaN/Inf)")
+            peaks[a // grid.ms: a // grid.ms + -(-(b - a) // grid.ms), i] = _block_max(np.abs(x).max(axis=0), grid.ms)
+            ks.append(kw[k](x))
+        nb = -(-(b - a) // grid.sub)
+        k_all = np.pad(np.stack(ks), ((0, 0), (0, 0), (0, nb * grid.sub - (b - a)))).reshape(S, stems.channels, nb, grid.sub)
+        gram[a // grid.sub: a // grid.sub + nb] = np.einsum("icbs,jcbs->bij", k_all, k_all)
+    return _Meter(names, gram, stems.n, grid.sr), peaks
+
+
+def _balance(stems: _Stems, template: MixTemplate, meter: _Meter) -> dict[str, float]:
     """Gains (dB) that bring each playing stem to its level relative to the mix
     (:func:`stem_levels`); silent stems (under BS.1770's −70 LUFS gate: a reverb's denormal
     hiss is not a part to bring up) are left alone."""
-    playing = [k for k in stems if k in template.stems and math.isfinite(meter.of({k: 0.0}))]  # over −70 LUFS
+    playing = [k for k in stems.names if k in template.stems and math.isfinite(meter.of({k: 0.0}))]  # over −70 LUFS
     gains = {k: 0.0 for k in playing}
     for _ in range(BALANCE_PASSES):
         correction = _balance_error(gains, template, meter)
@@ -381,58 +511,163 @@ def _balance(stems: dict[str, np.ndarray], template: MixTemplate, meter: _Meter)
 
 
 def _balance_error(gains: Mapping[str, float], template: MixTemplate, meter: _Meter,
-                   curve: np.ndarray | None = None) -> dict[str, float]:
+                   curve_sq: np.ndarray | None = None) -> dict[str, float]:
     """Per stem, the gain (dB) that removes its error against the template (the shift common to
     all, which no gain removes, taken out); empty when every stem is within 0.2 LU."""
     if not gains:
         return {}
     targets = template.targets(list(gains))
-    error = {k: targets[k] - v for k, v in meter.shares(gains, curve).items()}
+    error = {k: targets[k] - v for k, v in meter.shares(gains, curve_sq).items()}
     common = float(np.mean(list(error.values())))
     if max(abs(e - common) for e in error.values()) < 0.2:
         return {}
     return {k: e - common for k, e in error.items()}
 
 
-def _bus_gain(mix: np.ndarray, options: LoudnessOptions, meter: _Meter, gains: Mapping[str, float],
-              sr: int, stem_peak: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, float]]:
-    """The bus's gain curve (per sample) for ``mix`` (the stems at ``gains``, dB) and what it
-    did: static gain, compression, limiting. ``stem_peak`` (per sample, the largest stem's) is
-    kept under full scale too, where stems partly cancel in the mix."""
-
-    def loudness(curve: np.ndarray | None) -> float:
-        return meter.of(gains, curve)
-
-    n = mix.shape[-1]
+def _bus(stems: _Stems, grid: _Grid, options: LoudnessOptions, meter: _Meter, peaks: np.ndarray,
+         gains: Mapping[str, float]) -> tuple[BusCurve, dict[str, float]]:
+    """The bus's gain curve for the stems at ``gains`` (dB) and what it did: static gain,
+    compression, limiting. The limiter sees the mix's sample peaks (one pass over the stems)
+    and the largest stem's too (kept under full scale, where stems partly cancel in the mix)."""
+    lin = {k: 10.0 ** (db / 20.0) for k, db in gains.items()}
+    mix_peak = np.zeros(grid.n_ms)
+    for a, b in chunk_spans(stems.n, grid.chunk):
+        m = a // grid.ms
+        mix_peak[m: m + -(-(b - a) // grid.ms)] = _block_max(np.abs(stems.mix(lin, a, b)).max(axis=0), grid.ms)
     ceiling = 10.0 ** (options.ceiling_dbtp / 20.0) * 10.0 ** (-0.3 / 20.0)  # room for what lies between samples
-    level = np.abs(mix).max(axis=0) / ceiling
-    if stem_peak is not None:
-        np.maximum(level, stem_peak / STEM_CEILING, out=level)
-    measured = loudness(None)
+    stem_peak = (peaks * np.array([lin[k] for k in stems.names], np.float32)).max(axis=1)
+    level = np.maximum(mix_peak / ceiling, stem_peak / STEM_CEILING)
+    measured = meter.of(gains)
     static = options.target_lufs - measured if options.target_lufs is not None and math.isfinite(measured) else 0.0
-    gain = np.full(n, 10.0 ** (static / 20.0))
-    comp_db = np.zeros(1)
+    curve = BusCurve(grid, static)
+    comp = np.zeros(1)
     if options.bus and math.isfinite(measured):
-        comp_db = _compressor_db(meter.weighted(gains), measured, sr)
-        gain *= 10.0 ** (_per_sample(comp_db, sr // 100, n) / 20.0)
-    limiter = _limiter_gain(level * gain, sr)
+        full = stems.n // grid.sub
+        comp = _compressor_db(meter.energies(gains)[:full] / grid.sub, measured)
+        curve = replace(curve, comp_db=comp)
+
+    def limited(c: BusCurve) -> BusCurve:
+        return replace(c, limiter=_limiter_gain(level * c.block_max()))
+
+    out = limited(curve)
     for _ in range(MAKE_UP_PASSES if options.bus and options.target_lufs is not None else 0):
-        made_up = options.target_lufs - loudness(gain * _per_sample(limiter, sr // 1000, n))
+        made_up = options.target_lufs - meter.of(gains, out.sub_sq())
         if not math.isfinite(made_up) or abs(made_up) < 0.2:
             break
-        gain *= 10.0 ** (made_up / 20.0)  # make-up gain: the target measured after the bus
-        static += made_up
-        limiter = _limiter_gain(level * gain, sr)
-    floor = 10.0 ** (-MAX_LIMITING_DB / 20.0)
-    if not options.bus:  # a plain normalisation: the ceiling wins by one static gain
-        floor = 1.0
-    if limiter.min() < floor:  # the ceiling wins over the target: what the limiter may not do, a static gain does
-        static += 20.0 * math.log10(max(limiter.min() / floor, 1e-9))
-        gain *= limiter.min() / floor
-        limiter = _limiter_gain(level * gain, sr) if floor < 1.0 else np.ones_like(limiter)
-    gain *= _per_sample(limiter, max(1, sr // 1000), n)
-    return gain, {"measured": measured, "static": static, "compression": float(-comp_db.min()),
-                  "limiting": float(-_db(limiter.min()))}
+        curve = curve.scaled(made_up)  # make-up gain: the target measured after the bus
+        out = limited(curve)
+    floor = 10.0 ** (-MAX_LIMITING_DB / 20.0) if options.bus else 1.0  # off: a plain normalisation
+    lim = out.limiter if out.limiter is not None else np.ones(1)
+    if lim.min() < floor:  # the ceiling wins over the target: what the limiter may not do, a static gain does
+        curve = curve.scaled(20.0 * math.log10(max(lim.min() / floor, 1e-9)))
+        out = limited(curve) if floor < 1.0 else replace(curve, limiter=None)
+    lim = out.limiter if out.limiter is not None else np.ones(1)
+    return out, {"measured": measured, "static": curve.static_db, "compression": float(-comp.min()),
+                 "limiting": float(-_db(float(lim.min())))}
+
+
+TRUE_PEAK_MARGIN = 64  # samples read either side of a chunk for the oversampling filter
+
+
+def _final_measures(stems: _Stems, grid: _Grid, lin: Mapping[str, float], curve: BusCurve,
+                    meter: _Meter) -> tuple[float, float, float]:
+    """(true peak of the mix in dBTP, the largest stem's sample peak (linear), the mix's
+    integrated loudness) through the bus, measured on the mix itself: one pass, the mix
+    K-weighted and oversampled to ≥ 192 kHz chunk by chunk (with a margin either side)."""
+    from scipy.signal import resample_poly
+
+    factor = max(1, math.ceil(192000 / grid.sr))
+    peak, stem_peak = 0.0, 0.0
+    m = TRUE_PEAK_MARGIN
+    kw = _KWeighting(grid.sr, stems.channels)
+    energies = np.zeros(grid.n_sub)
+    for a, b in chunk_spans(stems.n, grid.chunk):
+        g = curve.at(a - m, b + m)
+        g[: max(0, -(a - m))] = 0.0
+        mix = np.zeros((stems.channels, b - a + 2 * m))
+        for k in stems.names:
+            x = stems.read(k, a - m, b + m) * (lin[k] * g)
+            stem_peak = max(stem_peak, float(np.abs(x[:, m: m + b - a]).max(initial=0.0)))
+            mix += x
+        peak = max(peak, float(np.abs(mix[:, m: m + b - a]).max(initial=0.0)))
+        if factor > 1:
+            up = resample_poly(mix, factor, 1, axis=-1)[:, m * factor: (m + b - a) * factor]
+            peak = max(peak, float(np.abs(up).max(initial=0.0)))
+        k = kw(mix[:, m: m + b - a])
+        nb = -(-(b - a) // grid.sub)
+        k = np.pad(k, ((0, 0), (0, nb * grid.sub - (b - a)))).reshape(stems.channels, nb, grid.sub)
+        energies[a // grid.sub: a // grid.sub + nb] = np.einsum("cbs,cbs->b", k, k)
+    return _db(peak), stem_peak, _power_loudness(meter.blocks(energies))
+
+
+@dataclass(frozen=True)
+class Mastering:
+    """What :func:`plan_master` decided: each stem's placement and gain and the bus curve. The
+    mastered audio is made on demand, chunk by chunk (:meth:`chunks`), so a take of any length
+    is written without holding it; the mix is the sum of the stems."""
+
+    stems: _Stems
+    gains_db: dict[str, float]
+    curve: BusCurve
+    report: LoudnessReport
+
+    @property
+    def names(self) -> list[str]:
+        return self.stems.names
+
+    @property
+    def channels(self) -> int:
+        return self.stems.channels
+
+    @property
+    def n(self) -> int:
+        return self.stems.n
+
+    def chunks(self, chunk: int | None = None) -> Iterator[tuple[int, int, dict[str, np.ndarray], np.ndarray]]:
+        """(a, b, {stem: (channels, b - a)}, mix) for consecutive spans of the take."""
+        lin = {k: 10.0 ** (db / 20.0) for k, db in self.gains_db.items()}
+        for a, b in chunk_spans(self.n, chunk or self.curve.grid.chunk):
+            g = self.curve.at(a, b)
+            parts = {k: self.stems.read(k, a, b) * (lin[k] * g) for k in self.names}
+            mix = np.zeros((self.channels, b - a))
+            for v in parts.values():
+                mix += v
+            yield a, b, parts, mix
+
+
+def plan_master(
+    stems: Mapping[str, Audio],
+    options: LoudnessOptions = LoudnessOptions(),
+    *,
+    template: MixTemplate | None = None,
+    sample_rate: int = AUDIO_SAMPLE_RATE,
+) -> Mastering:
+    """Place and balance (with a template), then the linked bus, over stems of any length read
+    chunk by chunk: a pass for the meter and the stems' peaks, one per bus for the mix's peaks,
+    one for the true peak. Only per-block measures are kept (tens of MB for an hour)."""
+    placed = _Stems(stems, template)
+    grid = _Grid(sample_rate, placed.n)
+    meter, peaks = _analyse(placed, grid)
+    gains = _balance(placed, template, meter) if template is not None else {}
+    gains_all = {k: gains.get(k, 0.0) for k in placed.names}
+    curve, did = _bus(placed, grid, options, meter, peaks, gains_all)
+    correction = _balance_error(gains, template, meter, curve.sub_sq()) if template is not None and gains else {}
+    if correction:  # the bus moved the balance (a limited drum hit): corrected once
+        gains_all.update({k: gains_all[k] + db for k, db in correction.items()})
+        curve, did = _bus(placed, grid, options, meter, peaks, gains_all)
+    lin = {k: 10.0 ** (db / 20.0) for k, db in gains_all.items()}
+    tp, stem_peak, loudness = _final_measures(placed, grid, lin, curve, meter)
+    trim = min(0.0, options.ceiling_dbtp - tp)  # what the look-ahead missed between samples
+    trim = min(trim, -0.01 - _db(stem_peak) if stem_peak > 0 else 0.0)  # a stem louder than the mix (phase)
+    curve = curve.scaled(trim)
+    sq = curve.sub_sq()
+    output = loudness + trim  # measured on the mix as written (a static trim shifts it exactly)
+    limited = options.target_lufs is not None and math.isfinite(output) and output < options.target_lufs - 0.5
+    report = LoudnessReport(
+        measured_lufs=did["measured"], gain_db=did["static"] + trim, output_lufs=output,
+        output_true_peak_dbtp=tp + trim, limited_by_peak=bool(limited), compression_db=did["compression"],
+        limiting_db=did["limiting"], stems_lu=meter.shares(gains_all, sq) if template is not None else {})
+    return Mastering(placed, gains_all, curve, report)
 
 
 def master(
@@ -442,53 +677,17 @@ def master(
     template: MixTemplate | None = None,
     sample_rate: int = AUDIO_SAMPLE_RATE,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, LoudnessReport]:
-    """Place and balance (with a template), then the linked bus; returns (stems, mix, report).
-    The mix is the sum of the returned stems."""
-    sr = sample_rate
-    out = {k: np.array(v, dtype=np.float64, copy=True) for k, v in stems.items()}
-    _sum(out)  # shapes and finite samples checked before any work
-    for name, a in out.items():
-        if template is not None and name in template.stems:
-            _place(a, template.stems[name].pan, template.stems[name].width)
-    meter = _Meter(out, sr)
-    peaks = {k: np.abs(v).max(axis=0) for k, v in out.items()}  # per sample, at unit gain
-    gains = _balance(out, template, meter) if template is not None else {}
-    gains_all = {k: gains.get(k, 0.0) for k in out}
-
-    def bus() -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-        lin = {k: 10.0 ** (db / 20.0) for k, db in gains_all.items()}
-        stem_peak = np.maximum.reduce([peaks[k] * lin[k] for k in out])
-        mix = np.zeros_like(next(iter(out.values())))
-        for k, v in out.items():
-            mix += v * lin[k]
-        return (mix, *_bus_gain(mix, options, meter, gains_all, sr, stem_peak))
-
-    mix, gain, did = bus()
-    correction = _balance_error(gains, template, meter, gain) if template is not None and gains else {}
-    if correction:  # the bus moved the balance (a limited drum hit): corrected once
-        gains_all.update({k: gains_all[k] + db for k, db in correction.items()})
-        mix, gain, did = bus()
-    for k, a in out.items():
-        a *= gain * 10.0 ** (gains_all[k] / 20.0)
-    mix *= gain
-    tp = true_peak_dbtp(mix, sr)
-    trim = min(0.0, options.ceiling_dbtp - tp)  # what the look-ahead missed between samples
-    stem_peak = max((float(np.max(np.abs(s))) for s in out.values() if s.size), default=0.0)
-    trim = min(trim, -0.01 - _db(stem_peak) if stem_peak > 0 else 0.0)  # a stem louder than the mix (phase)
-    if trim < 0.0:
-        g = 10.0 ** (trim / 20.0)
-        for a in out.values():
-            a *= g
-        mix *= g
-    curve = gain * 10.0 ** (trim / 20.0)
-    output = meter.of(gains_all, curve)
-    limited = options.target_lufs is not None and math.isfinite(output) and output < options.target_lufs - 0.5
-    stems_lu = meter.shares(gains_all, curve) if template is not None else {}
-    report = LoudnessReport(
-        measured_lufs=did["measured"], gain_db=did["static"] + trim, output_lufs=output,
-        output_true_peak_dbtp=tp + trim, limited_by_peak=bool(limited), compression_db=did["compression"],
-        limiting_db=did["limiting"], stems_lu=stems_lu)
-    return out, mix, report
+    """:func:`plan_master` on stems held in memory, made whole: (stems, mix, report). The mix
+    is the sum of the returned stems."""
+    m = plan_master({k: ArrayAudio(np.asarray(v, dtype=np.float64)) for k, v in stems.items()}, options,
+                    template=template, sample_rate=sample_rate)
+    out = {k: np.zeros((m.channels, m.n)) for k in m.names}
+    mix = np.zeros((m.channels, m.n))
+    for a, b, parts, chunk_mix in m.chunks():
+        for k, v in parts.items():
+            out[k][:, a:b] = v
+        mix[:, a:b] = chunk_mix
+    return out, mix, m.report
 
 
 def normalize_loudness(

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import contextlib
 import math
 import os
 import shutil
@@ -42,17 +43,18 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from muvi.audio import Audio
 from muvi.analysis import Accent, find_accents, motion_curve, thumbnails
 from muvi.curves import (CONTROL_CHANNELS, CONTROLS, HOLD_SLACK, EnergyCurve, decode_following,
                          music_curves, parse_energy, parse_energy_curve, picture_levels, spearman, timeline_controls)
 from muvi.mood import Look, choose_key, choose_mood, choose_style, picture_look
 from muvi.backend import Backend, TorchBackend
-from muvi.errors import Cancelled, InvalidInputError, MuviError
+from muvi.errors import AudioWriteError, Cancelled, InvalidInputError, MuviError
 from muvi.flow import guidance_conditions, guided_velocity, sample
 from muvi.metrics import accent_hit_rate, musicality
 from muvi.music.keys import Key, snap_to_scale, transpose
@@ -66,9 +68,9 @@ from muvi.nn.adaptor import grid_positions
 from muvi.nn.encoders import load_encoder
 from muvi.nn.model import WINDOW_BARS, MuVi
 from muvi.prompt import continuation_prompt, load_prompt, prompt_tokens, with_suffix
-from muvi.mix import LoudnessOptions, LoudnessReport, master, reverb_sends, template_for
+from muvi.mix import LoudnessOptions, LoudnessReport, Mastering, plan_master, reverb_sends, template_for
 from muvi.music.perform import Performance, check_feel, perform
-from muvi.render import AUDIO_SAMPLE_RATE, SynthOptions, fit_length, render_score, write_mastered, write_preview
+from muvi.render import AUDIO_SAMPLE_RATE, SynthOptions, render_stems, write_mastered, write_preview
 from muvi.shape import (ENDINGS, RELEASE_S, EditShape, Hit, Section, cadence_notes, check_hits, check_tail,
                         choose_ending, form_offsets, parse_hit, plan_sections, shape_notes)
 from muvi.sync import BeatPlan, PlanAccent, accent_report, beat_hits, fit_hits, loop_tempo, plan_beats
@@ -78,7 +80,7 @@ from muvi.video import Frames, check_timeline, decode_timeline
 __all__ = ["GenerateOptions", "GenerationResult", "Generator", "window_spans", "STAGES", "ALL_STEMS", "BPM_RANGE",
            "MAX_CFG", "MAX_STEPS", "Decoded", "Analysis", "Plan", "Conditioning", "Sampled", "Music",
            "decode_stage", "analyse_stage", "plan_stage", "condition_stage", "notes_stage", "render_stage",
-           "write_stage", "slowest_beat", "STAGING_MARK", "remove_stale_staging"]
+           "write_stage", "staging_folder", "slowest_beat", "STAGING_MARK", "AUDIO_SCRATCH", "remove_stale_staging"]
 
 log = logging.getLogger(__name__)
 STAGES = ("decode", "analysis", "plan", "encode", "sampling", "notes", "perform", "render", "mix", "write")
@@ -90,6 +92,7 @@ MAX_STEPS = 200
 JOIN_TRIES = 4  # samples per window at most while a join leaves a playing stem silent for a bar
 LOOP_BEATS = 4  # a loop's last window is sampled into this many beats of the take's start
 STAGING_MARK = ".muvi-staging"  # in every staging folder while a result is written
+AUDIO_SCRATCH = ".audio"  # in a staging folder: the rendered stems and the mix, raw, while the job runs
 
 
 @dataclass(frozen=True)
@@ -485,91 +488,54 @@ def perform_stage(music: Music, plan: Plan, options: GenerateOptions) -> Music:
     return replace(music, performance=played)
 
 
-def render_stage(music: Music, timeline: Timeline, plan: Plan, options: GenerateOptions) -> dict[str, np.ndarray]:
+def render_stage(music: Music, timeline: Timeline, plan: Plan, options: GenerateOptions, *,
+                 store: Path) -> dict[str, Audio]:
     """Each stem through FluidSynth as performed, with its reverb send, from the first frame to
-    the out point (+ the tail)."""
+    the out point (+ the tail), into raw files in ``store`` (the job's staging folder): a take
+    of any length in bounded memory."""
     _, n_samples = timeline.sample_range()
     n = n_samples + round(plan.shape.tail_seconds * AUDIO_SAMPLE_RATE)
     base = SynthOptions(soundfont=options.soundfont)
     room, sends = reverb_sends(plan.style)
     per_stem = {s: replace(base, reverb_room=room, reverb_level=level) for s, level in sends.items()}
-    return render_score(music.score, options=base, stems=list(options.stems), n_samples=n,
-                        performance=music.performance, stem_options=per_stem)
+    return render_stems(music.score, options=base, stems=list(options.stems), n_samples=n,
+                        performance=music.performance, stem_options=per_stem, store=store)
 
 
 @dataclass(frozen=True)
 class Mixed:
-    stems: dict[str, np.ndarray]  # balanced and mastered, each the take's exact length
-    mix: np.ndarray  # their sum
-    loudness: LoudnessReport
+    mastering: Mastering  # the stems balanced and mastered (made as they are written), each the take's length
+
+    @property
+    def loudness(self) -> LoudnessReport:
+        return self.mastering.report
 
 
-def mix_stage(audio: dict[str, np.ndarray], timeline: Timeline, plan: Plan, options: GenerateOptions) -> Mixed:
-    """The stems fitted to the take's length (the timeline's, + the tail), balanced by the
-    style's template and mastered together (:func:`muvi.mix.master`)."""
+def mix_stage(audio: dict[str, Audio], timeline: Timeline, plan: Plan, options: GenerateOptions) -> Mixed:
+    """The stems (each the take's length: the timeline's, + the tail) balanced by the style's
+    template and mastered together (:func:`muvi.mix.plan_master`)."""
     _, n_samples = timeline.sample_range()
     n_audio = n_samples + round(plan.shape.tail_seconds * AUDIO_SAMPLE_RATE)
-    fitted = {k: fit_length(v, n_audio) for k, v in audio.items()}
-    stems, mix, loudness = master(fitted, LoudnessOptions(target_lufs=options.loudness_lufs),
-                                  template=template_for(plan.style))
-    return Mixed(stems, mix, loudness)
+    for name, a in audio.items():
+        if a.n != n_audio:
+            raise AudioWriteError(f"stem {name!r} rendered {a.n} samples, not the take's {n_audio}")
+    return Mixed(plan_master(audio, LoudnessOptions(target_lufs=options.loudness_lufs), template=template_for(plan.style)))
 
 
-def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, plan: Plan, music: Music,
-                mixed: Mixed, report: dict[str, Any],
-                timings: dict[str, float]) -> tuple[dict[str, Path], dict[str, Any]]:
-    """Every file staged, then moved into ``out_dir`` only when all are written. Returns the
-    files and the report as written (JSON types)."""
-    t = time.perf_counter()
-    score, tempo = music.score, plan.tempo
-    duration = timeline.duration.seconds
-    start_sample, n_samples = timeline.sample_range()
-    made = [p for p in reversed(out_dir.absolute().parents) if not p.exists()]  # removed again on failure
+@contextlib.contextmanager
+def staging_folder(out_dir: Path) -> Iterator[Path]:
+    """A hidden folder beside ``out_dir`` where a job's files are made (and its rendered audio
+    kept while it is mixed), marked for :func:`remove_stale_staging`. It is removed at the end,
+    and the parents made for it too when the job did not finish: a failed or cancelled job
+    leaves nothing behind. :func:`write_stage` moves a finished result out of it."""
+    made = [p for p in reversed(out_dir.absolute().parents) if not p.exists()]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))  # beside it: one rename
     done = False
     try:
         (staging / STAGING_MARK).touch()  # a server restarted after a crash removes what carries it
-        files: dict[str, Path] = {}
-        n_audio = int(mixed.mix.shape[-1])
-        stem_files = write_mastered(staging, mixed.stems, mixed.mix, mixed.loudness, time_reference=start_sample,
-                                    description=f"muvi {plan.style} {plan.key.name}")
-        files.update({f"{k}.wav": v for k, v in stem_files.stems.items()}, **{"mix.wav": stem_files.mix})
-        midi_start = MidiStart.of(timeline)
-        played = music.performance
-        files["stems.mid"] = write_midi(score, staging / "stems.mid", stems=list(options.stems), start=midi_start,
-                                        performance=played)
-        files.update({f"{k}.mid": v for k, v in write_stem_midis(score, staging, stems=list(options.stems),
-                                                                start=midi_start, performance=played).items()})
-        beats_json = {"tempo_map": tempo.to_json(), "timeline_start_seconds": float(timeline.start.seconds),
-                      "beats": [float(b) for b in tempo.beat_times(duration)],
-                      "downbeats": [float(b) for b in tempo.downbeat_times(duration)],
-                      "accents": accent_report(replace(plan.beats, tempo=tempo, hits=plan.accent_hits), plan.accents,
-                                               timeline.rate.seconds(1)),
-                      "sections": music.shape["sections"], "hit_points": music.shape["hit_points"],
-                      "ending": {k: music.shape[k] for k in ("ending", "final_step", "tail_seconds")}}
-        (staging / "beats.json").write_text(json.dumps(beats_json, indent=1))
-        files["beats.json"] = staging / "beats.json"
-        files["roll.png"] = plot_score(score, staging / "roll.png", accents=[a.time for a in plan.accents],
-                                       hits=list(plan.accent_hits),
-                                       title=f"{plan.style} {plan.key.name} {plan.beats.bpm:.1f} BPM, {plan.shape.ending}")
-        if options.preview:
-            files["preview.mp4"] = write_preview(staging / "preview.mp4", timeline, stem_files.mix_audio[..., :n_samples])
-        timings["write"] = time.perf_counter() - t
-        report = {**report, "audio": {"samples": n_audio, "seconds": round(n_audio / AUDIO_SAMPLE_RATE, 4),
-                                      "tail_seconds": plan.shape.tail_seconds},
-                  "mix": _mix_report(stem_files.loudness, plan.style, list(options.stems)),
-                  "timings_s": {k: round(v, 3) for k, v in timings.items()}}
-        report_text = json.dumps(report, indent=1, default=float)
-        (staging / "report.json").write_text(report_text)
-        files["report.json"] = staging / "report.json"
-        final = {name: out_dir / path.name for name, path in files.items()}
-        if not out_dir.exists():  # one rename: the folder appears whole or not at all
-            (staging / STAGING_MARK).unlink()
-            os.replace(staging, out_dir)
-        else:  # a folder the caller keeps (results replaced in place): file by file
-            for name, path in files.items():
-                path.replace(final[name])
+        (staging / AUDIO_SCRATCH).mkdir()
+        yield staging
         done = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -578,6 +544,60 @@ def write_stage(out_dir: Path, *, timeline: Timeline, options: GenerateOptions, 
                 p.rmdir()
             except OSError:
                 break
+
+
+def write_stage(out_dir: Path, staging: Path, *, timeline: Timeline, options: GenerateOptions, plan: Plan,
+                music: Music, mixed: Mixed, report: dict[str, Any],
+                timings: dict[str, float]) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Every file made in ``staging`` (:func:`staging_folder`), then moved into ``out_dir`` only
+    when all are written. Returns the files and the report as written (JSON types)."""
+    t = time.perf_counter()
+    score, tempo = music.score, plan.tempo
+    duration = timeline.duration.seconds
+    start_sample, n_samples = timeline.sample_range()
+    files: dict[str, Path] = {}
+    n_audio = mixed.mastering.n
+    stem_files = write_mastered(staging, mixed.mastering, time_reference=start_sample,
+                                description=f"muvi {plan.style} {plan.key.name}",
+                                mix_store=staging / AUDIO_SCRATCH / "mix.f32")
+    files.update({f"{k}.wav": v for k, v in stem_files.stems.items()}, **{"mix.wav": stem_files.mix})
+    midi_start = MidiStart.of(timeline)
+    played = music.performance
+    files["stems.mid"] = write_midi(score, staging / "stems.mid", stems=list(options.stems), start=midi_start,
+                                    performance=played)
+    files.update({f"{k}.mid": v for k, v in write_stem_midis(score, staging, stems=list(options.stems),
+                                                            start=midi_start, performance=played).items()})
+    beats_json = {"tempo_map": tempo.to_json(), "timeline_start_seconds": float(timeline.start.seconds),
+                  "beats": [float(b) for b in tempo.beat_times(duration)],
+                  "downbeats": [float(b) for b in tempo.downbeat_times(duration)],
+                  "accents": accent_report(replace(plan.beats, tempo=tempo, hits=plan.accent_hits), plan.accents,
+                                           timeline.rate.seconds(1)),
+                  "sections": music.shape["sections"], "hit_points": music.shape["hit_points"],
+                  "ending": {k: music.shape[k] for k in ("ending", "final_step", "tail_seconds")}}
+    (staging / "beats.json").write_text(json.dumps(beats_json, indent=1))
+    files["beats.json"] = staging / "beats.json"
+    files["roll.png"] = plot_score(score, staging / "roll.png", accents=[a.time for a in plan.accents],
+                                   hits=list(plan.accent_hits),
+                                   title=f"{plan.style} {plan.key.name} {plan.beats.bpm:.1f} BPM, {plan.shape.ending}")
+    if options.preview:
+        files["preview.mp4"] = write_preview(staging / "preview.mp4", timeline, stem_files.mix_audio,
+                                             n_samples=n_samples)
+    timings["write"] = time.perf_counter() - t
+    report = {**report, "audio": {"samples": n_audio, "seconds": round(n_audio / AUDIO_SAMPLE_RATE, 4),
+                                  "tail_seconds": plan.shape.tail_seconds},
+              "mix": _mix_report(stem_files.loudness, plan.style, list(options.stems)),
+              "timings_s": {k: round(v, 3) for k, v in timings.items()}}
+    report_text = json.dumps(report, indent=1, default=float)
+    (staging / "report.json").write_text(report_text)
+    files["report.json"] = staging / "report.json"
+    final = {name: out_dir / path.name for name, path in files.items()}
+    shutil.rmtree(staging / AUDIO_SCRATCH)  # the rendered audio is not part of the result
+    if not out_dir.exists():  # one rename: the folder appears whole or not at all
+        (staging / STAGING_MARK).unlink()
+        os.replace(staging, out_dir)
+    else:  # a folder the caller keeps (results replaced in place): file by file
+        for name, path in files.items():
+            path.replace(final[name])
     return final, json.loads(report_text)
 
 
@@ -691,11 +711,13 @@ class Generator:
         timings["sampling"] -= sampled.adaptor_seconds
         music = stage("notes", lambda: notes_stage(plan, cond, sampled, options))
         music = stage("perform", lambda: perform_stage(music, plan, options))
-        audio = stage("render", lambda: render_stage(music, timeline, plan, options))
-        mixed = stage("mix", lambda: mix_stage(audio, timeline, plan, options))
-        report = _report(decoded, options, analysis, plan, cond, sampled, music, backend=self.backend, meta=self.meta)
-        files, written = stage("write", lambda: write_stage(out_dir, timeline=timeline, options=options, plan=plan,
-                                                            music=music, mixed=mixed, report=report, timings=timings))
+        with staging_folder(out_dir) as staging:
+            audio = stage("render", lambda: render_stage(music, timeline, plan, options, store=staging / AUDIO_SCRATCH))
+            mixed = stage("mix", lambda: mix_stage(audio, timeline, plan, options))
+            report = _report(decoded, options, analysis, plan, cond, sampled, music, backend=self.backend, meta=self.meta)
+            files, written = stage("write", lambda: write_stage(out_dir, staging, timeline=timeline, options=options,
+                                                                plan=plan, music=music, mixed=mixed, report=report,
+                                                                timings=timings))
         return GenerationResult(out_dir, files, music.score, written)
 
     def _drums_asked(self, style: str) -> bool:

@@ -28,10 +28,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from muvi.bwf import BextInfo, LoudnessFields, write_bwf
+from muvi.audio import CHUNK, ArrayAudio, Audio, FileAudioWriter, chunk_spans, read_all
+from muvi.bwf import BextInfo, BwfWriter, LoudnessFields
 from muvi.errors import AudioWriteError, InvalidInputError, RenderError
 from muvi.fileio import atomic_path
-from muvi.mix import LoudnessOptions, LoudnessReport, MixTemplate, master
+from muvi.mix import LoudnessOptions, LoudnessReport, Mastering, MixTemplate, plan_master
 from muvi.music.perform import Performance, grid_performance
 from muvi.timeline import AUDIO_SAMPLE_RATE, Timeline
 
@@ -45,6 +46,7 @@ __all__ = [
     "SynthOptions",
     "find_soundfont",
     "render_score",
+    "render_stems",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,10 +73,10 @@ class StemFiles:
     time_reference: int  # samples since midnight (the timeline's record start)
     n_samples: int
     loudness: LoudnessReport
-    mix_audio: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((2, 0)))  # the normalised mix
+    mix_audio: Audio = field(repr=False, default_factory=lambda: ArrayAudio(np.zeros((2, 0))))  # the mastered mix
 
 
-def _check_stem_names(stems: Mapping[str, np.ndarray]) -> None:
+def _check_stem_names(stems: Sequence[str]) -> None:
     if not stems:
         raise AudioWriteError("no stems to write")
     for name in stems:
@@ -96,50 +98,55 @@ def write_stems(
     description: str = "",
     origination: _dt.datetime | None = None,
 ) -> StemFiles:
-    """Fit, master (:func:`muvi.mix.master`) and write ``<stem>.wav`` for each stem and
+    """Fit, master (:func:`muvi.mix.plan_master`) and write ``<stem>.wav`` for each stem and
     ``mix.wav`` into ``out_dir``.
 
     Stems are (channels, samples) float arrays starting at the timeline's first frame; each is
     fitted to the timeline's exact sample length. Without a timeline (a plain MIDI render)
     ``time_reference`` and ``n_samples`` (default: the longest stem) are used.
     """
-    _check_stem_names(stems)
+    _check_stem_names(list(stems))
     if timeline is not None:
         start_sample, n = timeline.sample_range(sample_rate)
     else:
         start_sample = time_reference
         n = n_samples if n_samples is not None else max(np.atleast_2d(v).shape[-1] for v in stems.values())
-    fitted = {k: fit_length(v, n) for k, v in stems.items()}
-    mastered, mix, report = master(fitted, loudness, template=template, sample_rate=sample_rate)
-    return write_mastered(out_dir, mastered, mix, report, time_reference=start_sample, sample_rate=sample_rate,
+    fitted = {k: ArrayAudio(fit_length(v, n)) for k, v in stems.items()}
+    mastering = plan_master(fitted, loudness, template=template, sample_rate=sample_rate)
+    return write_mastered(out_dir, mastering, time_reference=start_sample, sample_rate=sample_rate,
                           bit_depth=bit_depth, description=description, origination=origination)
 
 
 def write_mastered(
     out_dir: Path | str,
-    stems: Mapping[str, np.ndarray],
-    mix: np.ndarray,
-    report: LoudnessReport,
+    mastering: Mastering,
     *,
     time_reference: int,
     sample_rate: int = AUDIO_SAMPLE_RATE,
     bit_depth: int = 24,
     description: str = "",
     origination: _dt.datetime | None = None,
+    mix_store: Path | None = None,
 ) -> StemFiles:
-    """Write mastered stems and their mix as Broadcast WAVs whose TimeReference is
-    ``time_reference`` (the timeline's record start in samples); the mix carries the loudness
-    fields. Either all files are written or, on error, none of them is left behind."""
-    _check_stem_names(stems)
+    """Write the mastered stems and their mix as Broadcast WAVs whose TimeReference is
+    ``time_reference`` (the timeline's record start in samples), made and written chunk by
+    chunk in one pass (:meth:`muvi.mix.Mastering.chunks`); the mix carries the loudness fields.
+    The mix is also kept for the preview: in memory, or with ``mix_store`` (a file) as raw
+    float32 there. Either all files are written or, on error, none of them is left behind."""
+    names = mastering.names
+    _check_stem_names(names)
+    report = mastering.report
     fields = LoudnessFields(integrated_lufs=report.output_lufs, true_peak_dbtp=report.output_true_peak_dbtp)
     when = origination or _dt.datetime.now().replace(microsecond=0)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    targets = {**{k: out_dir / f"{k}.wav" for k in stems}, "mix": out_dir / "mix.wav"}
+    targets = {**{k: out_dir / f"{k}.wav" for k in names}, "mix": out_dir / "mix.wav"}
+    keep = _ArraySink(mastering.n, mastering.channels) if mix_store is None else \
+        FileAudioWriter(mix_store, channels=mastering.channels)
     with contextlib.ExitStack() as stack:
-        # stage every file under a temporary name; the renames happen only if all succeed
+        # every file under a temporary name; the renames happen only if all succeed
+        writers = {}
         for key, final in targets.items():
-            tmp = stack.enter_context(atomic_path(final))
             label = "mix" if key == "mix" else f"stem {key}"
             bext = BextInfo(
                 description=f"{description} {label}".strip(),
@@ -148,29 +155,37 @@ def write_mastered(
                 loudness=fields if key == "mix" else LoudnessFields(),
                 coding_history=f"A=PCM,F={sample_rate},W={bit_depth},T=muvi",
             )
-            write_bwf(tmp, mix if key == "mix" else stems[key], sample_rate=sample_rate, bit_depth=bit_depth, bext=bext)
+            writers[key] = stack.enter_context(BwfWriter(final, channels=mastering.channels, n_samples=mastering.n,
+                                                         sample_rate=sample_rate, bit_depth=bit_depth, bext=bext))
+        for _, _, parts, mix in mastering.chunks():
+            for k, v in parts.items():
+                writers[k].write(v)
+            writers["mix"].write(mix)
+            keep.append(mix.T)
     return StemFiles(
-        stems={k: targets[k] for k in stems},
+        stems={k: targets[k] for k in names},
         mix=targets["mix"],
         sample_rate=sample_rate,
         bit_depth=bit_depth,
         time_reference=time_reference,
-        n_samples=int(mix.shape[-1]),
+        n_samples=mastering.n,
         loudness=report,
-        mix_audio=mix,
+        mix_audio=keep.close(),
     )
 
 
 def write_preview(
     path: Path | str,
     timeline: Timeline,
-    mix: np.ndarray,
+    mix: Audio | np.ndarray,
     *,
     height: int = 360,
     sample_rate: int = AUDIO_SAMPLE_RATE,
     crf: int = 28,
+    n_samples: int | None = None,
 ) -> Path:
-    """Mux the timeline's picture (at its own rate, scaled to ``height``) with ``mix`` as AAC."""
+    """Mux the timeline's picture (at its own rate, scaled to ``height``) with ``mix`` (its
+    first ``n_samples``; an array or an :class:`muvi.audio.Audio` source, read in chunks) as AAC."""
     import av
 
     from muvi.video import iter_frames, probe
@@ -178,18 +193,16 @@ def write_preview(
     w0, h0 = probe(timeline.segments[0].media).display_size
     h = max(2, min(height, h0) // 2 * 2)
     w = max(2, round(w0 * h / h0 / 2) * 2)
-    audio = np.atleast_2d(np.asarray(mix, dtype=np.float32))
-    if audio.shape[0] not in (1, 2):
-        raise AudioWriteError(f"preview audio must be mono or stereo, got {audio.shape[0]} channels")
-    if not np.all(np.isfinite(audio)):
-        raise AudioWriteError("refusing to write non-finite samples to the preview")
+    audio = mix if hasattr(mix, "read") else ArrayAudio(np.asarray(mix, dtype=np.float32))
+    if audio.channels not in (1, 2):
+        raise AudioWriteError(f"preview audio must be mono or stereo, got {audio.channels} channels")
     path = Path(path)
     with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as out:
             # a quick look for the editor, not a deliverable: fastest encoder settings
             vs = out.add_stream("libx264", rate=timeline.rate.fraction, options={"preset": "ultrafast", "crf": str(crf)})
             vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-            astream = out.add_stream("aac", rate=sample_rate, layout="stereo" if audio.shape[0] == 2 else "mono")
+            astream = out.add_stream("aac", rate=sample_rate, layout="stereo" if audio.channels == 2 else "mono")
             fps = Fraction(timeline.rate.num, timeline.rate.den)
             # deblocking is skipped in decoding: invisible after scaling a source down to preview size
             for sf in iter_frames(timeline, fps=fps, size=(w, h), fast=h < h0):
@@ -199,23 +212,31 @@ def write_preview(
                     out.mux(packet)
             for packet in vs.encode():
                 out.mux(packet)
-            mux_audio(out, astream, np.clip(audio, -1.0, 1.0), sample_rate=sample_rate)
+            mux_audio(out, astream, audio, sample_rate=sample_rate, n_samples=n_samples)
     return path
 
 
-def mux_audio(out: Any, stream: Any, audio: np.ndarray, *, sample_rate: int = AUDIO_SAMPLE_RATE) -> None:
-    """Encode (channels, samples) float audio into an open PyAV output ``stream`` and mux it."""
+def mux_audio(out: Any, stream: Any, audio: Audio | np.ndarray, *, sample_rate: int = AUDIO_SAMPLE_RATE,
+              n_samples: int | None = None) -> None:
+    """Encode (channels, samples) float audio (an array or an :class:`muvi.audio.Audio`
+    source, its first ``n_samples``) into an open PyAV output ``stream`` and mux it."""
     import av
 
-    layout = "stereo" if audio.shape[0] == 2 else "mono"
+    src = audio if hasattr(audio, "read") else ArrayAudio(np.asarray(audio))
+    layout = "stereo" if src.channels == 2 else "mono"
     block = 1024  # AAC frame size
-    data = np.ascontiguousarray(audio, dtype=np.float32)
-    for start in range(0, data.shape[1], block):
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, start : start + block]), format="fltp", layout=layout)
-        frame.sample_rate = sample_rate
-        frame.pts = start
-        for packet in stream.encode(frame):
-            out.mux(packet)
+    n = src.n if n_samples is None else min(src.n, n_samples)
+    for a, b in chunk_spans(n, CHUNK // block * block):
+        data = np.ascontiguousarray(np.clip(src.read(a, b), -1.0, 1.0), dtype=np.float32)
+        if not np.all(np.isfinite(data)):
+            raise AudioWriteError("refusing to write non-finite samples to the preview")
+        for start in range(0, data.shape[1], block):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, start: start + block]), format="fltp",
+                                               layout=layout)
+            frame.sample_rate = sample_rate
+            frame.pts = a + start
+            for packet in stream.encode(frame):
+                out.mux(packet)
     for packet in stream.encode():
         out.mux(packet)
 
@@ -303,10 +324,26 @@ def _block(pos: int) -> int:
     return max(0, (pos + FLUID_BLOCK // 2) // FLUID_BLOCK * FLUID_BLOCK)
 
 
+class _ArraySink:
+    """Rendered frames into one preallocated (n, channels) float32 array."""
+
+    def __init__(self, n: int, channels: int = 2) -> None:
+        self.buf, self.pos = np.zeros((n, channels), np.float32), 0
+
+    def append(self, frames: np.ndarray) -> None:
+        self.buf[self.pos: self.pos + len(frames)] = frames
+        self.pos += len(frames)
+
+    def close(self) -> Audio:
+        return ArrayAudio(self.buf.T)
+
+
 def _render_stem(
     fs: Any, soundfont: Path, played: Sequence[Any], *, program: int, drums: bool, times: Callable[[Fraction], int],
-    n_samples: int, options: SynthOptions,
-) -> np.ndarray:
+    n_samples: int, options: SynthOptions, sink: Any,
+) -> Audio:
+    """One stem through its own FluidSynth instance into ``sink`` (``append`` (k, 2) float32
+    frames, ``close`` → :class:`muvi.audio.Audio`), :data:`muvi.audio.CHUNK` samples at a time."""
     synth = fs.Synth(gain=options.gain, samplerate=float(options.sample_rate))
     try:
         synth.setting("synth.dynamic-sample-loading", 1)
@@ -334,28 +371,46 @@ def _render_stem(
             events.append((on_q, 1, p.pitch, p.velocity))
             events.append((max(on_q + FLUID_BLOCK, _block(times(p.off))), 0, p.pitch, 0))
         events.sort()
-        buf = np.zeros((n_samples, 2), np.float32)
-        write = fs._fl.fluid_synth_write_float
-        cursor = 0
+        out = _Synthesis(fs, synth, sink, min(CHUNK, max(1, n_samples)))
         for pos, kind, pitch, vel in events:
-            pos = min(pos, n_samples)
-            if pos > cursor:
-                view = buf[cursor:pos]
-                write(synth.synth, pos - cursor, view.ctypes.data, 0, 2, view.ctypes.data, 1, 2)
-                cursor = pos
+            out.until(min(pos, n_samples))
             if kind:
                 synth.noteon(ch, pitch, vel)
             else:
                 synth.noteoff(ch, pitch)
-        if cursor < n_samples:
-            view = buf[cursor:]
-            write(synth.synth, n_samples - cursor, view.ctypes.data, 0, 2, view.ctypes.data, 1, 2)
-        return buf.T.astype(np.float64)
+        out.until(n_samples)
+        out.flush()
+        return sink.close()
     finally:
         synth.delete()
 
 
-def render_score(
+class _Synthesis:
+    """A synth's output rendered into a chunk buffer and handed to the sink whenever it is full."""
+
+    def __init__(self, fs: Any, synth: Any, sink: Any, chunk: int) -> None:
+        self.write, self.synth, self.sink = fs._fl.fluid_synth_write_float, synth, sink
+        self.buf = np.zeros((chunk, 2), np.float32)
+        self.fill = self.cursor = 0
+
+    def until(self, pos: int) -> None:
+        while self.cursor < pos:
+            k = min(pos - self.cursor, len(self.buf) - self.fill)
+            view = self.buf[self.fill: self.fill + k]
+            view[:] = 0.0
+            self.write(self.synth.synth, k, view.ctypes.data, 0, 2, view.ctypes.data, 1, 2)
+            self.fill += k
+            self.cursor += k
+            if self.fill == len(self.buf):
+                self.flush()
+
+    def flush(self) -> None:
+        if self.fill:
+            self.sink.append(self.buf[: self.fill])
+            self.fill = 0
+
+
+def render_stems(
     score: Any,
     *,
     options: SynthOptions = SynthOptions(),
@@ -364,17 +419,19 @@ def render_score(
     default_programs: Mapping[str, int] | None = None,
     performance: Performance | None = None,
     stem_options: Mapping[str, SynthOptions] | None = None,
-) -> dict[str, np.ndarray]:
-    """Synthesise each stem of a :class:`muvi.music.score.Score` separately with FluidSynth.
+    store: Path | None = None,
+) -> dict[str, Audio]:
+    """Synthesise each stem of a :class:`muvi.music.score.Score` separately with FluidSynth,
+    as :class:`muvi.audio.Audio` sources: in memory, or with ``store`` (a folder) as raw
+    float32 files there, written chunk by chunk (a take of any length, in bounded memory).
 
     ``performance`` (:mod:`muvi.music.perform`) says when and how hard each note is played;
-    without it the score is played as written, on the grid. Returns ``{stem: (2, N)
-    float64}``, all the same length: ``n_samples`` if given, else up to the last note-off plus
-    ``options.tail_seconds``; ``stem_options`` override ``options`` per stem (reverb sends).
-    Sample 0 is the music's start (time 0 of the tempo map); a note
-    played at beat ``b`` starts at ``floor(score.tempo.time_at(b) * sr)``. Stems render in
-    parallel (FluidSynth runs outside the GIL). The drums stem uses the SoundFont's
-    percussion bank.
+    without it the score is played as written, on the grid. All stems have the same length:
+    ``n_samples`` if given, else up to the last note-off plus ``options.tail_seconds``;
+    ``stem_options`` override ``options`` per stem (reverb sends). Sample 0 is the music's
+    start (time 0 of the tempo map); a note played at beat ``b`` starts at
+    ``floor(score.tempo.time_at(b) * sr)``. Stems render in parallel (FluidSynth runs outside
+    the GIL). The drums stem uses the SoundFont's percussion bank.
     """
     import os
     from concurrent.futures import ThreadPoolExecutor
@@ -392,13 +449,22 @@ def render_score(
         last = max((times(p.off) for notes in by_stem.values() for p in notes), default=0)
         n_samples = max(1, last + int(options.tail_seconds * sr))
     programs = {**(default_programs or {}), **dict(score.programs)}
+
+    def sink(name: str) -> Any:
+        return _ArraySink(n_samples) if store is None else FileAudioWriter(Path(store) / f"{name}.f32", channels=2)
+
     with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as pool:
         futures = {
             name: pool.submit(
                 _render_stem, fs, soundfont, by_stem.get(name, []), program=int(programs.get(name, 0)),
                 drums=name == "drums", times=times, n_samples=n_samples,
-                options=(stem_options or {}).get(name, options),
+                options=(stem_options or {}).get(name, options), sink=sink(name),
             )
             for name in names
         }
         return {name: f.result() for name, f in futures.items()}
+
+
+def render_score(score: Any, **kwargs: Any) -> dict[str, np.ndarray]:
+    """:func:`render_stems` held in memory: ``{stem: (2, N) float64}``."""
+    return {name: read_all(audio) for name, audio in render_stems(score, **kwargs).items()}

@@ -1,6 +1,7 @@
 """Copy a trained checkpoint into weights/ as the shipped model, with the evaluation's CFG.
 
     python scripts/ship_weights.py --final runs/ship-cpu/final --eval report/eval.json --out weights/muvi
+    python scripts/ship_weights.py --final weights/muvi --eval report/eval.json   # re-evaluated, re-calibrated
 
 Loads the run's final checkpoint strictly, sets ``recipe.default_cfg`` to the CFG scale the
 evaluation's sweep recommended (what `muvi generate` uses when --cfg is not given) and, when the
@@ -78,7 +79,9 @@ def main() -> None:
         recipe["default_cfg"], recipe["default_cfg_reason"] = args.default_cfg, args.why
     if report.get("calibration"):  # the sampling note odds the evaluation calibrated and measured with
         model.with_note_odds(report["note_odds"])
-    recipe["trained"] = _training_facts(args.final.parent, list(recipe.get("stages", [])))
+    if (args.final.parent / "train_log.csv").is_file():
+        recipe["trained"] = _training_facts(args.final.parent, list(recipe.get("stages", [])))
+    # else: the shipped weights themselves, re-evaluated (a decoding change): their recorded training stays
     recipe["evaluation"] = {"targets": report["targets"], "rows": report["rows"], "windows": report["windows"]}
     save_checkpoint(args.out, model, recipe=recipe, data_manifest_sha256=meta.get("data_manifest_sha256"))
     load_checkpoint(args.out)  # strict round trip

@@ -173,3 +173,21 @@ def test_preview_muxes_timeline_picture_with_the_mix(media: Media, tmp_path: Pat
     assert info.display_size == (160, 96)
     assert len(info.audio) == 1 and info.audio[0].sample_rate == SR and info.audio[0].channels == 2
     assert abs(info.duration - R2398.seconds(48)) < 0.05
+
+
+def test_a_bwf_written_in_chunks_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    from muvi.bwf import BwfWriter
+
+    a = _noise(10_000)
+    with BwfWriter(tmp_path / "s.wav", channels=2, n_samples=10_000) as w:
+        for start in range(0, 10_000, 3_000):
+            w.write(a[:, start: start + 3_000])
+    assert np.max(np.abs(read_bwf(tmp_path / "s.wav").audio - a)) < 1e-6
+    with pytest.raises(AudioWriteError, match="6000 of the 10000"):
+        with BwfWriter(tmp_path / "short.wav", channels=2, n_samples=10_000) as w:
+            w.write(a[:, :6000])
+    with pytest.raises(AudioWriteError, match="more than the 10000"):
+        with BwfWriter(tmp_path / "long.wav", channels=2, n_samples=10_000) as w:
+            w.write(a)
+            w.write(a[:, :1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.wav"]  # no partial file under any name

@@ -68,3 +68,17 @@ def test_soundfonts_by_name() -> None:
     if SOUNDFONT_NAMES["musescore"].is_file():  # make setup installs it
         out = render_score(_score(), options=SynthOptions(soundfont=Path("musescore")), n_samples=SR // 2)
         assert max(float(np.abs(a).max()) for a in out.values()) > 0.01
+
+
+def test_stems_rendered_to_files_in_chunks_equal_those_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long take renders into raw files chunk by chunk: the same samples as in memory."""
+    import muvi.render as render
+
+    monkeypatch.setattr(render, "CHUNK", 5_000)  # many chunks, none a multiple of FluidSynth's 64
+    from muvi.audio import read_all
+
+    files = render.render_stems(_score(), n_samples=SR, store=tmp_path)
+    memory = render_score(_score(), n_samples=SR)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{k}.f32" for k in memory)
+    for k, a in memory.items():
+        assert files[k].n == SR and np.array_equal(read_all(files[k]), a)
