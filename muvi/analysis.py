@@ -61,9 +61,20 @@ def thumbnails(frames: np.ndarray, size: int = 32) -> np.ndarray:
     return np.add.reduceat(rows, xs[:-1], axis=2) / np.diff(xs)[None, None, :, None]
 
 
+HIST_CHUNK = 2048  # frames per histogram pass: the working arrays stay small for an hour of samples
+
+
 def colour_histograms(frames: np.ndarray, *, normalise: bool = False) -> np.ndarray:
     """(T, 64) colour histograms at 32×32; ``normalise`` first scales each frame to a fixed
-    mean brightness, so a flash or a brightness change hardly moves the histogram."""
+    mean brightness, so a flash or a brightness change hardly moves the histogram. Computed
+    :data:`HIST_CHUNK` frames at a time."""
+    if len(frames) > HIST_CHUNK:
+        return np.concatenate([_colour_histograms(frames[a: a + HIST_CHUNK], normalise)
+                               for a in range(0, len(frames), HIST_CHUNK)])
+    return _colour_histograms(frames, normalise)
+
+
+def _colour_histograms(frames: np.ndarray, normalise: bool) -> np.ndarray:
     small = thumbnails(frames, 32)
     if normalise:
         mean = small.mean(axis=(1, 2, 3), keepdims=True)

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from muvi.audio import Audio
+from muvi.memory import return_free_memory
 from muvi.analysis import Accent, find_accents, motion_curve, thumbnails
 from muvi.curves import (CONTROL_CHANNELS, CONTROLS, HOLD_SLACK, EnergyCurve, decode_following,
                          music_curves, parse_energy, parse_energy_curve, picture_levels, spearman, timeline_controls)
@@ -284,6 +285,7 @@ class PictureFeatures:
         with torch.inference_mode():
             patches = self.encoder.encode(x)[0][ctx:].numpy()
         self._tail = x[-self.CONTEXT:].copy()
+        return_free_memory()  # the chunk's decoded frames: glibc would keep ~70 MB per minute of timeline
         return {"small": thumbnails(images), "patches": patches}
 
 

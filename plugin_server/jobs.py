@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from muvi.memory import return_free_memory
 from muvi.errors import Cancelled
 from muvi.pipeline import GenerateOptions, GenerationResult, Generator
 from muvi.timeline import Timeline
@@ -63,36 +64,6 @@ class Job:
     def stop_error(self, detail: str) -> Cancelled:
         kind = DeadlineExceeded if self._reason == "deadline exceeded" else Cancelled
         return kind(f"{self._reason} ({detail})")
-
-
-def _glibc() -> Any:
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    return libc if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
-
-
-def keep_memory_flat() -> None:
-    """A long-running server frees a job's large arrays (frames, stems) when it ends, but glibc
-    raises its mmap threshold after each such free, so the next job's arrays of that size come
-    from the heap and their pages are kept: resident memory rose 441 MB over a 60-job soak
-    before levelling off (``benchmarks/load.py``). A fixed 1 MiB threshold keeps large arrays
-    in their own mappings, returned to the system when freed. No effect off glibc."""
-    libc = _glibc()
-    if libc is not None:
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: fixed, which also ends the dynamic raise
-
-
-def _return_free_memory() -> None:
-    """After a job: free heap pages back to the system (small allocations' leftovers)."""
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
 
 
 class Worker:
@@ -190,7 +161,7 @@ class Worker:
                 self._jobs.pop(job.request_id, None)
                 if not self._waiting:
                     self._idle.set()
-            _return_free_memory()
+            return_free_memory()
 
     def _execute(self, job: Job) -> None:
         assert self.generator is not None

@@ -15,7 +15,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from muvi.pipeline import Generator
 from plugin_server.auth import TokenInterceptor, write_token
-from plugin_server.jobs import Worker, keep_memory_flat
+from muvi.memory import keep_memory_flat
+from plugin_server.jobs import Worker
 from plugin_server.servicer import Limits, MuviServicer
 from plugin_server.v1 import plugin_pb2 as pb
 from plugin_server.v1 import plugin_pb2_grpc as pb_grpc

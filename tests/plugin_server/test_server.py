@@ -493,7 +493,7 @@ def test_the_server_sets_a_fixed_mmap_threshold_on_glibc() -> None:
     """keep_memory_flat: a 40-job soak stayed at 426 ± 6 MB (it rose 441 MB without)."""
     import platform
 
-    from plugin_server.jobs import _glibc, keep_memory_flat
+    from muvi.memory import _glibc, keep_memory_flat
 
     keep_memory_flat()
     libc = _glibc()
