@@ -142,14 +142,8 @@ def reverb_sends(style: str | None) -> tuple[float | None, dict[str, float]]:
 # -- loudness (BS.1770-4) ----------------------------------------------------------------------
 def _k_weighted(audio: np.ndarray, sr: int) -> np.ndarray:
     """The K-weighted signal (pyloudnorm's two filters: the head's high shelf, the RLB high-pass)."""
-    import pyloudnorm
-    from scipy.signal import lfilter
-
     out = np.atleast_2d(np.asarray(audio, dtype=np.float64))
-    for f in (pyloudnorm.IIRfilter(4.0, 1 / math.sqrt(2), 1500.0, sr, "high_shelf"),
-              pyloudnorm.IIRfilter(0.0, 0.5, 38.0, sr, "high_pass")):
-        out = f.passband_gain * lfilter(f.b, f.a, out, axis=-1)
-    return out
+    return _KWeighting(sr, out.shape[0])(out)
 
 
 def _block_power(k: np.ndarray, sr: int) -> np.ndarray:
@@ -467,11 +461,29 @@ class _Stems:
             x = np.pad(x, ((0, 0), (max(0, -a), max(0, b - self.n))))
         return _place(np.array(x, dtype=np.float64, copy=True), *self.place[name])
 
-    def mix(self, lin: Mapping[str, float], a: int, b: int) -> np.ndarray:
-        out = np.zeros((self.channels, b - a))
-        for k in self.names:
-            out += self.read(k, a, b) * lin[k]
-        return out
+    def mastered(self, lin: Mapping[str, float], a: int, b: int,
+                 curve: "BusCurve | None" = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Samples ``[a, b)`` of each stem at its linear gain (through the bus ``curve``) and
+        their sum."""
+        g = 1.0 if curve is None else curve.at(a, b)
+        parts = {k: self.read(k, a, b) * (lin[k] * g) for k in self.names}
+        mix = np.zeros((self.channels, b - a))
+        for v in parts.values():
+            mix += v
+        return parts, mix
+
+
+def _lin(gains_db: Mapping[str, float]) -> dict[str, float]:
+    return {k: 10.0 ** (db / 20.0) for k, db in gains_db.items()}
+
+
+def _sub_energies(k: np.ndarray, sub: int) -> np.ndarray:
+    """(…, channels, n) K-weighted samples → (…, blocks, 10 ms blocks of ``sub``) padded with
+    silence, for per-block energy products."""
+    n = k.shape[-1]
+    nb = -(-n // sub)
+    pad = [(0, 0)] * (k.ndim - 1) + [(0, nb * sub - n)]
+    return np.pad(k, pad).reshape(*k.shape[:-1], nb, sub)
 
 
 def _analyse(stems: _Stems, grid: _Grid) -> tuple[_Meter, np.ndarray]:
@@ -490,9 +502,8 @@ def _analyse(stems: _Stems, grid: _Grid) -> tuple[_Meter, np.ndarray]:
                 raise AudioWriteError(f"stem {k!r}: refusing {bad} non-finite samples (NaN/Inf)")
             peaks[a // grid.ms: a // grid.ms + -(-(b - a) // grid.ms), i] = _block_max(np.abs(x).max(axis=0), grid.ms)
             ks.append(kw[k](x))
-        nb = -(-(b - a) // grid.sub)
-        k_all = np.pad(np.stack(ks), ((0, 0), (0, 0), (0, nb * grid.sub - (b - a)))).reshape(S, stems.channels, nb, grid.sub)
-        gram[a // grid.sub: a // grid.sub + nb] = np.einsum("icbs,jcbs->bij", k_all, k_all)
+        k_all = _sub_energies(np.stack(ks), grid.sub)
+        gram[a // grid.sub: a // grid.sub + k_all.shape[2]] = np.einsum("icbs,jcbs->bij", k_all, k_all)
     return _Meter(names, gram, stems.n, grid.sr), peaks
 
 
@@ -529,11 +540,11 @@ def _bus(stems: _Stems, grid: _Grid, options: LoudnessOptions, meter: _Meter, pe
     """The bus's gain curve for the stems at ``gains`` (dB) and what it did: static gain,
     compression, limiting. The limiter sees the mix's sample peaks (one pass over the stems)
     and the largest stem's too (kept under full scale, where stems partly cancel in the mix)."""
-    lin = {k: 10.0 ** (db / 20.0) for k, db in gains.items()}
+    lin = _lin(gains)
     mix_peak = np.zeros(grid.n_ms)
     for a, b in chunk_spans(stems.n, grid.chunk):
         m = a // grid.ms
-        mix_peak[m: m + -(-(b - a) // grid.ms)] = _block_max(np.abs(stems.mix(lin, a, b)).max(axis=0), grid.ms)
+        mix_peak[m: m + -(-(b - a) // grid.ms)] = _block_max(np.abs(stems.mastered(lin, a, b)[1]).max(axis=0), grid.ms)
     ceiling = 10.0 ** (options.ceiling_dbtp / 20.0) * 10.0 ** (-0.3 / 20.0)  # room for what lies between samples
     stem_peak = (peaks * np.array([lin[k] for k in stems.names], np.float32)).max(axis=1)
     level = np.maximum(mix_peak / ceiling, stem_peak / STEM_CEILING)
@@ -582,21 +593,14 @@ def _final_measures(stems: _Stems, grid: _Grid, lin: Mapping[str, float], curve:
     kw = _KWeighting(grid.sr, stems.channels)
     energies = np.zeros(grid.n_sub)
     for a, b in chunk_spans(stems.n, grid.chunk):
-        g = curve.at(a - m, b + m)
-        g[: max(0, -(a - m))] = 0.0
-        mix = np.zeros((stems.channels, b - a + 2 * m))
-        for k in stems.names:
-            x = stems.read(k, a - m, b + m) * (lin[k] * g)
-            stem_peak = max(stem_peak, float(np.abs(x[:, m: m + b - a]).max(initial=0.0)))
-            mix += x
+        parts, mix = stems.mastered(lin, a - m, b + m, curve)  # silence beyond the ends
+        stem_peak = max([stem_peak] + [float(np.abs(x[:, m: m + b - a]).max(initial=0.0)) for x in parts.values()])
         peak = max(peak, float(np.abs(mix[:, m: m + b - a]).max(initial=0.0)))
         if factor > 1:
             up = resample_poly(mix, factor, 1, axis=-1)[:, m * factor: (m + b - a) * factor]
             peak = max(peak, float(np.abs(up).max(initial=0.0)))
-        k = kw(mix[:, m: m + b - a])
-        nb = -(-(b - a) // grid.sub)
-        k = np.pad(k, ((0, 0), (0, nb * grid.sub - (b - a)))).reshape(stems.channels, nb, grid.sub)
-        energies[a // grid.sub: a // grid.sub + nb] = np.einsum("cbs,cbs->b", k, k)
+        k = _sub_energies(kw(mix[:, m: m + b - a]), grid.sub)
+        energies[a // grid.sub: a // grid.sub + k.shape[1]] = np.einsum("cbs,cbs->b", k, k)
     return _db(peak), stem_peak, _power_loudness(meter.blocks(energies))
 
 
@@ -625,14 +629,9 @@ class Mastering:
 
     def chunks(self, chunk: int | None = None) -> Iterator[tuple[int, int, dict[str, np.ndarray], np.ndarray]]:
         """(a, b, {stem: (channels, b - a)}, mix) for consecutive spans of the take."""
-        lin = {k: 10.0 ** (db / 20.0) for k, db in self.gains_db.items()}
+        lin = _lin(self.gains_db)
         for a, b in chunk_spans(self.n, chunk or self.curve.grid.chunk):
-            g = self.curve.at(a, b)
-            parts = {k: self.stems.read(k, a, b) * (lin[k] * g) for k in self.names}
-            mix = np.zeros((self.channels, b - a))
-            for v in parts.values():
-                mix += v
-            yield a, b, parts, mix
+            yield (a, b, *self.stems.mastered(lin, a, b, self.curve))
 
 
 def plan_master(
@@ -655,7 +654,7 @@ def plan_master(
     if correction:  # the bus moved the balance (a limited drum hit): corrected once
         gains_all.update({k: gains_all[k] + db for k, db in correction.items()})
         curve, did = _bus(placed, grid, options, meter, peaks, gains_all)
-    lin = {k: 10.0 ** (db / 20.0) for k, db in gains_all.items()}
+    lin = _lin(gains_all)
     tp, stem_peak, loudness = _final_measures(placed, grid, lin, curve, meter)
     trim = min(0.0, options.ceiling_dbtp - tp)  # what the look-ahead missed between samples
     trim = min(trim, -0.01 - _db(stem_peak) if stem_peak > 0 else 0.0)  # a stem louder than the mix (phase)
