@@ -297,7 +297,7 @@ def _timeline_range(timeline, markers, text: str):  # type: ignore[no-untyped-de
 
 def _write_back(obj, source: Path, result, out: Path) -> Path | None:  # type: ignore[no-untyped-def]
     """The editor's file with the stems under the picture, beside them (same format)."""
-    from muvi.otio_io import PlacedAudio, edl_drop_frame, write_editor_timeline
+    from muvi.otio_io import PlacedAudio, edl_drop_frame, result_suffix, write_editor_timeline
     from muvi.timeline import Rate
 
     if obj is None:
@@ -305,7 +305,7 @@ def _write_back(obj, source: Path, result, out: Path) -> Path | None:  # type: i
     tl = result.report["timeline"]
     stems = [PlacedAudio(name, path, int(tl["time_reference_samples"]), int(result.report["audio"]["samples"]))
              for name, path in ((k[:-4], p) for k, p in result.files.items() if k.endswith(".wav") and k != "mix.wav")]
-    dest = out / f"timeline.muvi{source.suffix.lower()}"
+    dest = out / f"timeline.muvi{result_suffix(source)}"
     rate = Rate.parse(tl["rate"])
     drop = source.suffix.lower() == ".edl" and edl_drop_frame(source.read_text(errors="replace"))
     return write_editor_timeline(obj, stems, dest, rate=rate, drop_frame=drop)

@@ -29,7 +29,8 @@ from muvi.timeline import AUDIO_SAMPLE_RATE, Rate, RationalTime, Segment, Timeli
 
 __all__ = ["read_otio", "write_otio", "timeline_from_otio", "timeline_to_otio", "PlacedAudio", "stems_to_otio",
            "timeline_markers", "energy_curve_from_markers", "read_otio_with_markers",
-           "shape_from_markers", "EDITOR_FORMATS", "editor_adapter", "read_editor_timeline", "write_editor_timeline", "edl_drop_frame"]
+           "shape_from_markers", "EDITOR_FORMATS", "editor_adapter", "read_editor_timeline", "write_editor_timeline", "edl_drop_frame",
+           "result_suffix"]
 
 
 def _otio() -> Any:
@@ -280,8 +281,16 @@ def stems_to_otio(stems: Sequence[PlacedAudio], *, rate: Rate, name: str = "muvi
 # -- editors' timeline files -------------------------------------------------------------------
 
 # what each editor's file is read and written with (OpenTimelineIO's adapters, by suffix)
-EDITOR_FORMATS = {".otio": "otio_json", ".xml": "fcp_xml", ".fcpxml": "fcpx_xml", ".edl": "cmx_3600",
-                  ".kdenlive": "kdenlive"}
+# (FCPXML is muvi's own, muvi.fcpxml: OTIO's adapter truncates NTSC rates)
+EDITOR_FORMATS = {".otio": "otio_json", ".xml": "fcp_xml", ".fcpxml": "fcpxml", ".fcpxmld": "fcpxml",
+                  ".edl": "cmx_3600", ".kdenlive": "kdenlive"}
+
+
+def result_suffix(source: Path | str) -> str:
+    """The suffix muvi writes an editor's file back with: the source's own (an ``.fcpxmld``
+    bundle comes back as a plain ``.fcpxml`` document, which Final Cut imports alike)."""
+    suffix = Path(source).suffix.lower()
+    return ".fcpxml" if suffix == ".fcpxmld" else suffix
 
 
 def editor_adapter(path: Path | str) -> str:
@@ -301,13 +310,20 @@ def read_editor_timeline(path: Path | str, *, track: str | None = None, rate: Ra
     otio = _otio()
     path = Path(path)
     adapter = editor_adapter(path)
-    if not path.is_file():
+    if not (path.is_file() or (adapter == "fcpxml" and path.is_dir())):
         raise InvalidInputError(f"{path}: timeline file not found")
     if adapter == "cmx_3600" and rate is None:
         raise InvalidInputError(f"{path}: an EDL carries no frame rate; pass --rate (e.g. 25 or 30000/1001)")
     try:
-        obj = otio.adapters.read_from_file(str(path), adapter_name=adapter,
-                                           **({"rate": float(rate.fraction)} if adapter == "cmx_3600" else {}))
+        if adapter == "fcpxml":
+            from muvi.fcpxml import read_fcpxml
+
+            obj = read_fcpxml(path)
+        else:
+            obj = otio.adapters.read_from_file(str(path), adapter_name=adapter,
+                                               **({"rate": float(rate.fraction)} if adapter == "cmx_3600" else {}))
+    except (InvalidInputError, TimelineError):
+        raise
     except Exception as exc:  # the adapters raise many unrelated types for a bad file
         raise InvalidInputError(f"{path}: not a readable {adapter} timeline ({exc})") from exc
     if adapter == "cmx_3600":
@@ -370,6 +386,10 @@ def write_editor_timeline(obj: Any, stems: Sequence[PlacedAudio], path: Path | s
     otio = _otio()
     path = Path(path)
     adapter = editor_adapter(path)
+    if adapter == "fcpxml":
+        from muvi.fcpxml import write_fcpxml
+
+        return write_fcpxml(obj.metadata["muvi"]["fcpxml"], stems, path, rate=rate)
     if adapter == "cmx_3600":
         text = _stems_edl(obj, stems, rate=rate, drop=drop_frame)
         with atomic_path(path) as tmp:
