@@ -120,7 +120,8 @@ def _stem_starts(path: Path, rate: Rate) -> dict[str, int]:
 @pytest.mark.parametrize("suffix, rate_name", [
     (".xml", "23.976"), (".xml", "25"), (".xml", "29.97df"),
     (".edl", "23.976"), (".edl", "25"), (".edl", "29.97df"),
-    (".fcpxml", "23.976"), (".fcpxml", "25"), (".fcpxml", "29.97df"), (".kdenlive", "25"),
+    (".fcpxml", "23.976"), (".fcpxml", "25"), (".fcpxml", "29.97df"),
+    (".kdenlive", "23.976"), (".kdenlive", "25"), (".kdenlive", "29.97df"),
 ])
 def test_round_trip_places_the_stems_at_their_time_reference(weights: Path, tmp_path: Path, suffix: str,
                                                              rate_name: str) -> None:
