@@ -72,8 +72,8 @@ from muvi.prompt import continuation_prompt, load_prompt, prompt_tokens, with_su
 from muvi.mix import LoudnessOptions, LoudnessReport, Mastering, plan_master, reverb_sends, template_for
 from muvi.music.perform import Performance, check_feel, perform
 from muvi.render import AUDIO_SAMPLE_RATE, SynthOptions, render_stems, write_mastered, write_preview
-from muvi.shape import (ENDINGS, RELEASE_S, EditShape, Hit, Section, cadence_notes, check_hits, check_tail,
-                        choose_ending, form_offsets, parse_hit, plan_sections, shape_notes)
+from muvi.shape import (ENDINGS, RELEASE_S, EditShape, Hit, Section, bars_for_ending, cadence_notes, check_hits,
+                        check_tail, choose_ending, form_offsets, parse_hit, plan_sections, shape_notes)
 from muvi.sync import BeatPlan, PlanAccent, accent_report, beat_hits, fit_hits, loop_tempo, plan_beats
 from muvi.timeline import Timeline
 from muvi.video import Frames, check_timeline, decode_timeline
@@ -334,7 +334,9 @@ def plan_stage(decoded: Decoded, analysis: Analysis, options: GenerateOptions, *
         tempo = loop_tempo(beats.bpm, duration, beats_per_bar=options.meter, bpm_range=bpm_range)
         anchors = sorted(anchors + [duration])
     else:
-        tempo = beats.tempo.with_downbeat_at_zero()
+        tempo, phase_why = bars_for_ending(beats.tempo, duration, ending=ending, tail=options.tail) \
+            if not anchors else (beats.tempo, "")  # hits place the downbeats themselves
+        tempo, ending_why = tempo.with_downbeat_at_zero(), ending_why + phase_why
     tempo, landings = fit_hits(tempo, anchors, tolerance=tol, shift=ending != "loop")
     key, key_why = choose_key(analysis.look, pinned=options.key, style_minor_share=STYLES[style].minor_share)
     mood, mood_why = choose_mood(analysis.look, style=style, mode=key.mode, given=options.mood)
@@ -368,13 +370,12 @@ def _edit_shape(ending: str, why: str, *, tempo: TempoMap, duration: Fraction, t
     if ending in ("ring", "fade"):  # the last downbeat with a beat to ring in (any, with a tail)
         room = 0 if tail > 0 else spb
         final = math.floor((out_step - room - Fraction(1, 1000)) / bar) * bar
-        if final < first + spb:  # not a beat of music before it: a take this short ends on its last beat
-            final = math.floor((out_step - room - Fraction(1, 1000)) / spb) * spb
-            why += "; too short for a downbeat with music before it, it ends on the last beat"
+        if final < first:  # no beat in the picture leaves a beat to ring in (bars_for_ending found none)
+            final, why = None, why + "; too short for an ending (no beat with a beat after it): it stops at the out point"
     elif ending == "button":  # the last beat with room for the stab
         final = math.floor((out_step - 2) / spb) * spb
-    if final is not None and final < first + spb:  # not even a beat of music before it
-        final, why = None, why + "; too short for an ending (under two beats): it stops at the out point"
+        if final < first + spb:  # not even a beat of music before it
+            final, why = None, why + "; too short for an ending (under two beats): it stops at the out point"
     if ending in ("ring", "fade", "button"):
         release = math.floor(tempo.beat_at(duration + Fraction(tail) - Fraction(RELEASE_S).limit_denominator(1000)) * spb)
         release = max(release, (final or 0) + 1)
@@ -394,7 +395,7 @@ def _edit_shape(ending: str, why: str, *, tempo: TempoMap, duration: Fraction, t
                        "error_s": round(float(landing.error), 4),
                        "error_frames": round(float(landing.error / rate.seconds(1)), 2)})
     return EditShape(ending, why, out_step, final, release, float(tail), tuple(hit_steps), tuple(sections),
-                     fade_from, spb, bar, tuple(report))
+                     fade_from, spb, bar, tuple(report), first_step=first)
 
 
 def condition_stage(model: MuVi, decoded: Decoded, analysis: Analysis, plan: Plan,

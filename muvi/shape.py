@@ -36,8 +36,9 @@ import numpy as np
 
 from muvi.errors import InvalidInputError
 from muvi.music.score import Note
+from muvi.music.tempo import TempoMap
 
-__all__ = ["ENDINGS", "MAX_TAIL", "Hit", "parse_hit", "check_hits", "choose_ending", "Section", "plan_sections",
+__all__ = ["ENDINGS", "MAX_TAIL", "Hit", "parse_hit", "check_hits", "choose_ending", "bars_for_ending", "Section", "plan_sections",
            "form_offsets", "EditShape", "cadence_notes", "shape_notes", "FILL_BEATS"]
 
 ENDINGS = ("auto", "ring", "button", "fade", "loop", "none")
@@ -95,6 +96,22 @@ def choose_ending(ending: str, style: str) -> tuple[str, str]:
     if ending != "auto":
         return ending, "asked for"
     return ("fade", "auto: ambient fades out") if style == "ambient" else ("ring", "auto: ends on the tonic, ringing")
+
+
+def bars_for_ending(tempo: TempoMap, duration: Fraction, *, ending: str, tail: float) -> tuple[TempoMap, str]:
+    """(tempo, why) for a take too short to hold a downbeat after its first beat with a beat
+    left to ring in (about a bar and a beat): its bar lines are renumbered so that the last
+    beat with room to ring is a downbeat, and the tonic lands on it after the pickup the picture
+    holds. The beats stay where they are, so cuts stay on them."""
+    if ending not in ("ring", "fade"):
+        return tempo, ""
+    room = 0 if tail > 0 else 1
+    first = math.ceil(tempo.beat_at(0))
+    last = math.floor(tempo.beat_at(duration) - room - Fraction(1, 1000))
+    if last < first or any(tempo.is_downbeat(b) for b in range(first + 1, last + 1)):
+        return tempo, ""
+    return replace(tempo, downbeat=last % tempo.beats_per_bar), \
+        "; shorter than a bar: its bar lines are moved so that its last beat with room to ring is a downbeat"
 
 
 def check_tail(tail: float, *, field: str = "--tail") -> float:
@@ -226,6 +243,16 @@ class EditShape:
     steps_per_beat: int = 4
     steps_per_bar: int = 16
     hit_report: tuple[dict[str, Any], ...] = field(default=())
+    first_step: int = 0  # the first step in the picture
+
+    @property
+    def pickup_start(self) -> int | None:
+        """Where the beat before the final event begins, within the picture (None: no ending,
+        or less than half a beat of it in the picture: the final event stands alone)."""
+        if self.final_step is None:
+            return None
+        start = max(self.final_step - FILL_BEATS * self.steps_per_beat, self.first_step)
+        return start if self.final_step - start >= max(1, self.steps_per_beat // 2) else None
 
     @property
     def fill_steps(self) -> list[int]:
@@ -233,8 +260,8 @@ class EditShape:
         before the final event."""
         fill = FILL_BEATS * self.steps_per_beat
         out = [s.start_bar * self.steps_per_bar - fill for s in self.sections[1:]]
-        if self.final_step is not None:
-            out.append(self.final_step - fill)
+        if self.pickup_start is not None:
+            out.append(self.pickup_start)
         return sorted({s for s in out if s >= 0})
 
     @property
@@ -242,7 +269,7 @@ class EditShape:
         """Where the ending's clean suffix begins (None: no suffix)."""
         if self.final_step is None:
             return None
-        return max(0, self.final_step - FILL_BEATS * self.steps_per_beat)
+        return self.final_step if self.pickup_start is None else self.pickup_start
 
 
 def cadence_notes(shape: EditShape, *, mode: str, stems: Sequence[str], drums: bool, n_steps: int) -> list[Note]:
@@ -250,14 +277,14 @@ def cadence_notes(shape: EditShape, *, mode: str, stems: Sequence[str], drums: b
     event, then the tonic on it — held to the release point (ring, fade) or a short stab (button)."""
     if shape.final_step is None:
         return []
-    f, spb = shape.final_step, shape.steps_per_beat
-    fill = max(0, f - FILL_BEATS * spb)
+    f = shape.final_step
+    pre = shape.pickup_start is not None  # a beat before the final event (in the picture) holds the dominant
+    fill = shape.pickup_start if pre else f
     third = 3 if mode == "minor" else 4
     soft = shape.ending == "fade"
     end = f + 2 if shape.ending == "button" else max(f + 1, min(n_steps, shape.release_step))
     v_main, v_pre = (70, 60) if soft else (104, 92)
     chords = {"dominant": (55, 59 if mode != "minor" else 58, 62), "tonic": (60, 60 + third, 67)}
-    pre = f > fill  # a take that ends on its first step has no beat before its final event
     half = fill + max(1, (f - fill) // 2)
     out: list[Note] = []
     if "bass" in stems:
@@ -294,7 +321,7 @@ def shape_notes(notes: Sequence[Note], shape: EditShape, *, stems: Sequence[str]
     velocities falling), and for every ending but ``none``, no note past the out point."""
     out = list(notes)
     spb = shape.steps_per_beat
-    section_fills = [s for s in shape.fill_steps if shape.final_step is None or s != shape.final_step - FILL_BEATS * spb]
+    section_fills = [s for s in shape.fill_steps if s != shape.pickup_start]
     if drums and "drums" in stems:
         for s in section_fills:
             out = _fill_before(out, s, s + FILL_BEATS * spb)
@@ -302,7 +329,7 @@ def shape_notes(notes: Sequence[Note], shape: EditShape, *, stems: Sequence[str]
         out = _accent(out, step, stop=stop, spb=spb, drums=drums and "drums" in stems)
     if shape.ending != "none":
         out = _end(out, shape)
-    return sorted(out), {"fills": len(section_fills) + (shape.final_step is not None and drums and "drums" in stems),
+    return sorted(out), {"fills": len(section_fills) + (shape.pickup_start is not None and drums and "drums" in stems),
                          "hits": len(shape.hits)}
 
 

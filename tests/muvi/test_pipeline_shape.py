@@ -69,6 +69,21 @@ def test_button_stab_loop_and_none(timeline: Timeline, generator: Generator, tmp
     assert none.report["shape"]["ending"] == "none" and none.report["shape"]["final_step"] is None
 
 
+@pytest.mark.parametrize("frames", [30, 37, 50])  # 1.2, 1.5 and 2 s: under a bar at any pop tempo
+def test_a_take_shorter_than_a_bar_still_ends_on_the_tonic_at_a_downbeat(
+        timeline: Timeline, generator: Generator, tmp_path: Path, frames: int) -> None:
+    seg = timeline.segments[0]
+    short = Timeline(R, (Segment(seg.media, TimeRange.from_frames(0, frames, R), seg.record_start),))
+    take = generator.generate(short, _opts(), tmp_path / "s")
+    shape, out_s = take.report["shape"], frames / 25
+    assert shape["ends_on_tonic_downbeat"] and shape["pitched_notes_past_end"] == 0, shape["ending_reason"]
+    assert "bar lines are moved" in shape["ending_reason"]
+    final = shape["final_step"]
+    assert 0 <= float(take.score.step_time(final)) < out_s  # the downbeat lies in the picture
+    beats = json.loads((tmp_path / "s" / "beats.json").read_text())
+    assert any(abs(d - float(take.score.step_time(final))) < 1e-6 for d in beats["downbeats"])
+
+
 def test_hits_land_on_downbeats_and_a_stop_silences_the_beat_before(
         timeline: Timeline, generator: Generator, tmp_path: Path) -> None:
     take = generator.generate(timeline, _opts(hits=("3.3", "6.1:stop")), tmp_path / "h")
