@@ -155,13 +155,21 @@ def detect_cuts(
     return sorted(cuts)
 
 
-def _luma_diffs(frames: np.ndarray) -> np.ndarray:
-    """(T, 32, 32) absolute luma change of each 32×32 cell from the previous frame, in 0..1 (0 at t=0)."""
-    small = thumbnails(frames, 32)
-    luma = (0.299 * small[..., 0] + 0.587 * small[..., 1] + 0.114 * small[..., 2]) / 255.0
-    d = np.zeros(luma.shape, np.float32)
-    d[1:] = np.abs(luma[1:] - luma[:-1])
-    return d
+def _luma_change(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, the 32×32 cells' absolute luma change from the previous frame (in 0..1; 0 at
+    t=0): its mean over the cells, and the share of cells that changed by more than 0.05.
+    Computed :data:`HIST_CHUNK` frames at a time (with the frame before each chunk), so an hour
+    of samples needs no timeline-long arrays of cells."""
+    n = len(frames)
+    mean, spread = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    weights = np.array([0.299, 0.587, 0.114], np.float32) / np.float32(255.0)
+    for a in range(0, n, HIST_CHUNK):
+        b = min(n, a + HIST_CHUNK)
+        luma = thumbnails(frames[max(0, a - 1): b], 32) @ weights  # (k, 32, 32)
+        cells = np.abs(np.diff(luma, axis=0))
+        mean[max(1, a): b] = cells.mean(axis=(1, 2))
+        spread[max(1, a): b] = (cells > 0.05).mean(axis=(1, 2))
+    return mean, spread
 
 
 def _isolated(x: np.ndarray, i: int, radius: int) -> bool:
@@ -175,9 +183,7 @@ def _isolated(x: np.ndarray, i: int, radius: int) -> bool:
 def _structural_spikes(frames: np.ndarray, d: np.ndarray, *, radius: int = 6, floor: float = 0.06,
                        min_colour: float = 0.1, colour_floor: float = 0.2, min_spread: float = 0.6) -> np.ndarray:
     """(T,) bool: the picture changes on this frame alone (see the module docstring)."""
-    cells = _luma_diffs(frames)
-    m = cells.mean(axis=(1, 2))
-    spread = (cells > 0.05).mean(axis=(1, 2))
+    m, spread = _luma_change(frames)
     out = np.zeros(len(m), bool)
     for i in range(1, len(m)):
         if d[i] < min_colour or spread[i] < min_spread:
@@ -189,7 +195,7 @@ def _structural_spikes(frames: np.ndarray, d: np.ndarray, *, radius: int = 6, fl
 def motion_curve(frames: np.ndarray, cuts: Sequence[int] = ()) -> np.ndarray:
     """(T,) mean absolute luma change per frame at 32×32 (in 0..1); cut frames take their
     neighbours' value."""
-    m = _luma_diffs(frames).mean(axis=(1, 2))
+    m = _luma_change(frames)[0]
     for c in cuts:
         if 0 < c < len(m):
             nb = [m[j] for j in (c - 1, c + 1) if 0 < j < len(m) and j not in cuts]

@@ -58,23 +58,32 @@ class Look:
         return {k: round(float(v), 4) for k, v in self.__dict__.items()}
 
 
+LOOK_CHUNK = 2048  # frames per pass: an hour of samples needs no timeline-long float copies
+
+
 def picture_look(frames: np.ndarray, *, motion: np.ndarray, cuts_per_minute: float) -> Look:
-    """The look of sampled frames (T, H, W, 3) uint8 (any size; 32×32 thumbnails are ideal)."""
-    x = np.asarray(frames, np.float32) / 255.0
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    mx, mn = x.max(axis=-1), x.min(axis=-1)
-    sat = (mx - mn) / (mx + 1e-4)
-    luma = float((0.299 * r + 0.587 * g + 0.114 * b).mean())
-    warmth = float((r - b).mean())
-    # hue as a vector on the colour wheel, weighted by saturation
-    hx = (r - 0.5 * (g + b)) * sat
-    hy = 0.866 * (g - b) * sat
-    hue = math.degrees(math.atan2(float(hy.mean()), float(hx.mean()))) % 360.0
-    s = float(sat.mean())
+    """The look of sampled frames (T, H, W, 3) uint8 (any size; 32×32 thumbnails are ideal),
+    its colour statistics summed :data:`LOOK_CHUNK` frames at a time."""
+    sums = sum((_colour_sums(frames[a: a + LOOK_CHUNK]) for a in range(0, len(frames), LOOK_CHUNK)),
+               np.zeros(5, np.float64))
+    luma, warmth, hx, hy, s = (float(v) for v in sums / max(1, int(np.prod(frames.shape[:3]))))
+    hue = math.degrees(math.atan2(hy, hx)) % 360.0  # hue as a vector on the colour wheel, weighted by saturation
     valence = ((luma - _LUMA_MID) / _LUMA_SPAN + warmth / _WARM_SPAN + (s - _SAT_MID) / _SAT_SPAN) / 3.0
     m = float(np.mean(motion)) if len(motion) else 0.0
     arousal = float(np.clip(0.5 * min(1.0, m / 0.04) + 0.5 * min(1.0, cuts_per_minute / 20.0), 0.0, 1.0))
     return Look(luma, s, warmth, hue, arousal, float(valence))
+
+
+def _colour_sums(frames: np.ndarray) -> np.ndarray:
+    """Sums over every pixel of luma, warmth (R − B), the saturation-weighted colour-wheel
+    vector (x, y) and saturation, in 0..1 units."""
+    x = np.asarray(frames, np.float32) / 255.0
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    mx, mn = x.max(axis=-1), x.min(axis=-1)
+    sat = (mx - mn) / (mx + 1e-4)
+    return np.array([(0.299 * r + 0.587 * g + 0.114 * b).sum(dtype=np.float64), (r - b).sum(dtype=np.float64),
+                     ((r - 0.5 * (g + b)) * sat).sum(dtype=np.float64), (0.866 * (g - b) * sat).sum(dtype=np.float64),
+                     sat.sum(dtype=np.float64)])
 
 
 _FIFTHS = [(7 * i) % 12 for i in range(12)]  # C G D A E B F# C# G# D# A# F
