@@ -5,7 +5,8 @@ frames as it goes; glibc keeps much of that freed memory in its heap instead of 
 so resident memory grew by about 70 MB per minute of timeline in the decode pass (a
 60-minute timeline held 4.7 GB after decoding features of 0.5 GB; ``benchmarks/joins.py``) and
 a long-running server rose 441 MB over a 60-job soak (``benchmarks/load.py``). Both helpers do
-nothing off glibc.
+nothing off glibc. ``Generator.generate`` uses both (the threshold at the start of a job, a
+trim after each stage), so a one-job CLI process stays as flat as the server.
 """
 
 from __future__ import annotations

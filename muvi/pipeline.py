@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from muvi.audio import Audio
-from muvi.memory import return_free_memory
+from muvi.memory import keep_memory_flat, return_free_memory
 from muvi.analysis import Accent, find_accents, motion_curve, thumbnails
 from muvi.curves import (CONTROL_CHANNELS, CONTROLS, HOLD_SLACK, EnergyCurve, decode_following,
                          music_curves, parse_energy, parse_energy_curve, picture_levels, spearman, timeline_controls)
@@ -718,10 +718,12 @@ class Generator:
                 raise Cancelled(f"cancelled before {name}")
             t = time.perf_counter()
             out = fn()
+            return_free_memory()  # a stage's temporaries: glibc would keep their pages for the next
             timings[timed or name] = timings.get(timed or name, 0.0) + time.perf_counter() - t
             prog(name, 1.0)
             return out
 
+        keep_memory_flat()  # large arrays in their own mappings, returned when freed (muvi.memory)
         self._check_window(options)
         decoded = stage("decode", lambda: decode_stage(timeline, options, self.encoder,
                                                           progress=lambda f: prog("decode", f)))
