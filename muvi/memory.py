@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["keep_memory_flat", "return_free_memory"]
+__all__ = ["keep_memory_flat", "return_free_memory", "JOB_MMAP_THRESHOLD"]
 
 
 def _glibc() -> Any:
@@ -28,15 +28,25 @@ def _glibc() -> Any:
     return libc if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
-def keep_memory_flat() -> None:
+_threshold: int | None = None  # the fixed mmap threshold this process runs with, once set
+
+JOB_MMAP_THRESHOLD = 32 << 20  # a one-job process: chunk-sized buffers (4-16 MB) stay in the heap
+
+
+def keep_memory_flat(threshold: int = 1 << 20) -> None:
     """A long-running server frees a job's large arrays (frames, stems) when it ends, but glibc
     raises its mmap threshold after each such free, so the next job's arrays of that size come
     from the heap and their pages are kept: resident memory rose 441 MB over a 60-job soak
-    before levelling off (``benchmarks/load.py``). A fixed 1 MiB threshold keeps large arrays
-    in their own mappings, returned to the system when freed. No effect off glibc."""
+    before levelling off (``benchmarks/load.py``). A fixed threshold (1 MiB for the server)
+    keeps large arrays in their own mappings, returned to the system when freed. The first
+    call in a process wins: the server's 1 MiB is not undone by the jobs it runs, which ask
+    for :data:`JOB_MMAP_THRESHOLD` (at 1 MiB, mapping every chunk-sized buffer afresh made a
+    60 s take's mix and write 1.4 s slower). No effect off glibc."""
+    global _threshold
     libc = _glibc()
-    if libc is not None:
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: fixed, which also ends the dynamic raise
+    if libc is not None and _threshold is None:
+        libc.mallopt(-3, int(threshold))  # M_MMAP_THRESHOLD: fixed, which also ends the dynamic raise
+        _threshold = int(threshold)
 
 
 def return_free_memory() -> None:

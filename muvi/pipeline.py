@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from muvi.audio import Audio
-from muvi.memory import keep_memory_flat, return_free_memory
+from muvi.memory import JOB_MMAP_THRESHOLD, keep_memory_flat, return_free_memory
 from muvi.analysis import Accent, find_accents, motion_curve, thumbnails
 from muvi.curves import (CONTROL_CHANNELS, CONTROLS, HOLD_SLACK, EnergyCurve, decode_following,
                          music_curves, parse_energy, parse_energy_curve, picture_levels, spearman, timeline_controls)
@@ -723,7 +723,7 @@ class Generator:
             prog(name, 1.0)
             return out
 
-        keep_memory_flat()  # large arrays in their own mappings, returned when freed (muvi.memory)
+        keep_memory_flat(JOB_MMAP_THRESHOLD)  # timeline-long arrays in their own mappings (muvi.memory)
         self._check_window(options)
         decoded = stage("decode", lambda: decode_stage(timeline, options, self.encoder,
                                                           progress=lambda f: prog("decode", f)))
