@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from muvi.analysis import find_accents, motion_curve, thumbnails
+from muvi.analysis import find_accents, thumbnails
 from muvi.curves import decode_following, music_curves, parse_energy, spearman, timeline_controls
 from muvi.fileio import atomic_write_text
 from muvi.flow import guidance_conditions, guided_velocity, sample
@@ -120,6 +120,8 @@ def held_out_windows(model: MuVi, recipe: dict[str, Any], options: EvalOptions, 
         for q in queues:  # round robin over styles
             if q and len(order) < count:
                 order.append(q.pop(0))
+    from muvi.pipeline import picture_reading  # the pipeline imports what this module does
+
     enc = load_encoder(**{k: v for k, v in model.config.encoder.items() if k not in ("dim", "n_tokens")})
     out = []
     for i in order:
@@ -131,14 +133,14 @@ def held_out_windows(model: MuVi, recipe: dict[str, Any], options: EvalOptions, 
         pos = grid_positions(score.tempo, windows.steps, steps_per_beat=score.steps_per_beat, fps=FPS, n_frames=n_frames)
         piece = corpus.pieces[windows.windows[i].piece]
         patches = enc.encode(clip.frames)[0]
-        cuts = [a.index for a in accents if a.kind == "cut"]
+        # read as the pipeline reads a take's picture: cuts, motion, and the look
+        cuts, motion, look = picture_reading(thumbnails(clip.frames), accents, seconds=n_frames / FPS)
         bar = score.steps_per_bar
         ctl, rep = timeline_controls(
-            model.config.curve_ranges, motion=motion_curve(thumbnails(clip.frames), cuts), cuts=cuts,
+            model.config.curve_ranges, motion=motion, cuts=list(cuts),
             frame_features=patches[:, 0].numpy(), positions=pos, style=piece["style"], energy=parse_energy(None),
             curve=None, bar=bar, n_bars=windows.steps // bar, bar_time=lambda b: 0.0)
-        mood, key_asked = _read_as_the_pipeline(clip.frames, accents, piece["style"], score.key,
-                                                seconds=n_frames / FPS)
+        mood, key_asked = _asked_as_the_pipeline(look, piece["style"], score.key)
         out.append(HeldOutWindow(
             Score(score.notes, score.tempo, windows.steps, score.steps_per_beat, score.programs, score.key, score.style),
             piece["style"], clip.frames, patches, torch.from_numpy(pos),
@@ -147,15 +149,11 @@ def held_out_windows(model: MuVi, recipe: dict[str, Any], options: EvalOptions, 
     return out
 
 
-def _read_as_the_pipeline(frames: np.ndarray, accents: Sequence[Any], style: str, ref_key: str | None, *,
-                          seconds: float) -> tuple[str | None, str | None]:
-    """(mood, key asked) as the pipeline would choose them from this picture: the look's mode
-    on the reference's tonic (the model's common key), and the mood tag for that mode."""
-    from muvi.pipeline import picture_reading
-
+def _asked_as_the_pipeline(look: Any, style: str, ref_key: str | None) -> tuple[str | None, str | None]:
+    """(mood, key asked) as the pipeline would choose them from this look: the look's mode on
+    the reference's tonic (the model's common key), and the mood tag for that mode."""
     if style not in STYLES or not ref_key:
         return None, ref_key
-    _, _, look = picture_reading(thumbnails(frames), accents, seconds=seconds)
     key, _ = choose_key(look, pinned=None, style_minor_share=STYLES[style].minor_share)
     mood, _ = choose_mood(look, style=style, mode=key.mode, given=None)
     return mood, Key(Key.parse(ref_key).tonic, key.mode).name
