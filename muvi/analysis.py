@@ -66,8 +66,8 @@ def thumbnails(frames: np.ndarray, size: int = 32) -> np.ndarray:
     ys = (np.arange(size + 1) * h) // size
     xs = (np.arange(size + 1) * w) // size
     f = frames.astype(np.float32)
-    rows = np.add.reduceat(f, ys[:-1], axis=1) / np.diff(ys)[None, :, None, None]
-    return np.add.reduceat(rows, xs[:-1], axis=2) / np.diff(xs)[None, None, :, None]
+    rows = np.add.reduceat(f, ys[:-1], axis=1) / np.diff(ys).astype(np.float32)[None, :, None, None]
+    return np.add.reduceat(rows, xs[:-1], axis=2) / np.diff(xs).astype(np.float32)[None, None, :, None]
 
 
 HIST_CHUNK = 2048  # frames per histogram pass: the working arrays stay small for an hour of samples

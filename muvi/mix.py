@@ -19,8 +19,10 @@ Stages of :func:`master` (DESIGN §3, FIELD-NOTES "Audio deliverables"):
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -461,12 +463,12 @@ class _Stems:
             x = np.pad(x, ((0, 0), (max(0, -a), max(0, b - self.n))))
         return _place(np.array(x, dtype=np.float64, copy=True), *self.place[name])
 
-    def mastered(self, lin: Mapping[str, float], a: int, b: int,
-                 curve: "BusCurve | None" = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def mastered(self, lin: Mapping[str, float], a: int, b: int, curve: "BusCurve | None" = None, *,
+                 each: Callable[..., Iterator[Any]] = map) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Samples ``[a, b)`` of each stem at its linear gain (through the bus ``curve``) and
-        their sum."""
+        their sum; ``each`` maps over the stems (an executor's ``map`` makes them side by side)."""
         g = 1.0 if curve is None else curve.at(a, b)
-        parts = {k: self.read(k, a, b) * (lin[k] * g) for k in self.names}
+        parts = dict(zip(self.names, each(lambda k: self.read(k, a, b) * (lin[k] * g), self.names)))
         mix = np.zeros((self.channels, b - a))
         for v in parts.values():
             mix += v
@@ -486,22 +488,25 @@ def _sub_energies(k: np.ndarray, sub: int) -> np.ndarray:
     return np.pad(k, pad).reshape(*k.shape[:-1], nb, sub)
 
 
-def _analyse(stems: _Stems, grid: _Grid) -> tuple[_Meter, np.ndarray]:
+def _analyse(stems: _Stems, grid: _Grid, each: Callable[..., Iterator[Any]] = map) -> tuple[_Meter, np.ndarray]:
     """One pass: the meter's Gram matrices and each stem's sample peak per 1 ms block (placed,
     at unit gain); a non-finite sample is refused, naming its stem."""
     names, S = stems.names, len(stems.names)
     gram = np.zeros((grid.n_sub, S, S))
     peaks = np.zeros((grid.n_ms, S), np.float32)
     kw = {k: _KWeighting(grid.sr, stems.channels) for k in names}
+
+    def stem(i: int, a: int, b: int) -> np.ndarray:
+        k = names[i]
+        x = stems.read(k, a, b)
+        bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+        if bad:
+            raise AudioWriteError(f"stem {k!r}: refusing {bad} non-finite samples (NaN/Inf)")
+        peaks[a // grid.ms: a // grid.ms + -(-(b - a) // grid.ms), i] = _block_max(np.abs(x).max(axis=0), grid.ms)
+        return kw[k](x)
+
     for a, b in chunk_spans(stems.n, grid.chunk):
-        ks = []
-        for i, k in enumerate(names):
-            x = stems.read(k, a, b)
-            bad = int(x.size - np.count_nonzero(np.isfinite(x)))
-            if bad:
-                raise AudioWriteError(f"stem {k!r}: refusing {bad} non-finite samples (NaN/Inf)")
-            peaks[a // grid.ms: a // grid.ms + -(-(b - a) // grid.ms), i] = _block_max(np.abs(x).max(axis=0), grid.ms)
-            ks.append(kw[k](x))
+        ks = list(each(lambda i: stem(i, a, b), range(S)))  # each stem keeps its own filter state
         k_all = _sub_energies(np.stack(ks), grid.sub)
         gram[a // grid.sub: a // grid.sub + k_all.shape[2]] = np.einsum("icbs,jcbs->bij", k_all, k_all)
     return _Meter(names, gram, stems.n, grid.sr), peaks
@@ -536,7 +541,7 @@ def _balance_error(gains: Mapping[str, float], template: MixTemplate, meter: _Me
 
 
 def _bus(stems: _Stems, grid: _Grid, options: LoudnessOptions, meter: _Meter, peaks: np.ndarray,
-         gains: Mapping[str, float]) -> tuple[BusCurve, dict[str, float]]:
+         gains: Mapping[str, float], each: Callable[..., Iterator[Any]] = map) -> tuple[BusCurve, dict[str, float]]:
     """The bus's gain curve for the stems at ``gains`` (dB) and what it did: static gain,
     compression, limiting. The limiter sees the mix's sample peaks (one pass over the stems)
     and the largest stem's too (kept under full scale, where stems partly cancel in the mix)."""
@@ -544,7 +549,7 @@ def _bus(stems: _Stems, grid: _Grid, options: LoudnessOptions, meter: _Meter, pe
     mix_peak = np.zeros(grid.n_ms)
     for a, b in chunk_spans(stems.n, grid.chunk):
         m = a // grid.ms
-        mix_peak[m: m + -(-(b - a) // grid.ms)] = _block_max(np.abs(stems.mastered(lin, a, b)[1]).max(axis=0), grid.ms)
+        mix_peak[m: m + -(-(b - a) // grid.ms)] = _block_max(np.abs(stems.mastered(lin, a, b, each=each)[1]).max(axis=0), grid.ms)
     ceiling = 10.0 ** (options.ceiling_dbtp / 20.0) * 10.0 ** (-0.3 / 20.0)  # room for what lies between samples
     stem_peak = (peaks * np.array([lin[k] for k in stems.names], np.float32)).max(axis=1)
     level = np.maximum(mix_peak / ceiling, stem_peak / STEM_CEILING)
@@ -581,7 +586,7 @@ TRUE_PEAK_MARGIN = 64  # samples read either side of a chunk for the oversamplin
 
 
 def _final_measures(stems: _Stems, grid: _Grid, lin: Mapping[str, float], curve: BusCurve,
-                    meter: _Meter) -> tuple[float, float, float]:
+                    meter: _Meter, each: Callable[..., Iterator[Any]] = map) -> tuple[float, float, float]:
     """(true peak of the mix in dBTP, the largest stem's sample peak (linear), the mix's
     integrated loudness) through the bus, measured on the mix itself: one pass, the mix
     K-weighted and oversampled to ≥ 192 kHz chunk by chunk (with a margin either side)."""
@@ -593,7 +598,7 @@ def _final_measures(stems: _Stems, grid: _Grid, lin: Mapping[str, float], curve:
     kw = _KWeighting(grid.sr, stems.channels)
     energies = np.zeros(grid.n_sub)
     for a, b in chunk_spans(stems.n, grid.chunk):
-        parts, mix = stems.mastered(lin, a - m, b + m, curve)  # silence beyond the ends
+        parts, mix = stems.mastered(lin, a - m, b + m, curve, each=each)  # silence beyond the ends
         stem_peak = max([stem_peak] + [float(np.abs(x[:, m: m + b - a]).max(initial=0.0)) for x in parts.values()])
         peak = max(peak, float(np.abs(mix[:, m: m + b - a]).max(initial=0.0)))
         if factor > 1:
@@ -627,11 +632,13 @@ class Mastering:
     def n(self) -> int:
         return self.stems.n
 
-    def chunks(self, chunk: int | None = None) -> Iterator[tuple[int, int, dict[str, np.ndarray], np.ndarray]]:
-        """(a, b, {stem: (channels, b - a)}, mix) for consecutive spans of the take."""
+    def chunks(self, chunk: int | None = None, *, each: Callable[..., Iterator[Any]] = map,
+               ) -> Iterator[tuple[int, int, dict[str, np.ndarray], np.ndarray]]:
+        """(a, b, {stem: (channels, b - a)}, mix) for consecutive spans of the take (``each``:
+        see :meth:`_Stems.mastered`)."""
         lin = _lin(self.gains_db)
         for a, b in chunk_spans(self.n, chunk or self.curve.grid.chunk):
-            yield (a, b, *self.stems.mastered(lin, a, b, self.curve))
+            yield (a, b, *self.stems.mastered(lin, a, b, self.curve, each=each))
 
 
 def plan_master(
@@ -646,16 +653,18 @@ def plan_master(
     one for the true peak. Only per-block measures are kept (tens of MB for an hour)."""
     placed = _Stems(stems, template)
     grid = _Grid(sample_rate, placed.n)
-    meter, peaks = _analyse(placed, grid)
-    gains = _balance(placed, template, meter) if template is not None else {}
-    gains_all = {k: gains.get(k, 0.0) for k in placed.names}
-    curve, did = _bus(placed, grid, options, meter, peaks, gains_all)
-    correction = _balance_error(gains, template, meter, curve.sub_sq()) if template is not None and gains else {}
-    if correction:  # the bus moved the balance (a limited drum hit): corrected once
-        gains_all.update({k: gains_all[k] + db for k, db in correction.items()})
-        curve, did = _bus(placed, grid, options, meter, peaks, gains_all)
-    lin = _lin(gains_all)
-    tp, stem_peak, loudness = _final_measures(placed, grid, lin, curve, meter)
+    # each pass reads the stems side by side (NumPy, SciPy's filters and file reads release the GIL)
+    with ThreadPoolExecutor(max_workers=min(len(placed.names), os.cpu_count() or 1)) as pool:
+        meter, peaks = _analyse(placed, grid, pool.map)
+        gains = _balance(placed, template, meter) if template is not None else {}
+        gains_all = {k: gains.get(k, 0.0) for k in placed.names}
+        curve, did = _bus(placed, grid, options, meter, peaks, gains_all, pool.map)
+        correction = _balance_error(gains, template, meter, curve.sub_sq()) if template is not None and gains else {}
+        if correction:  # the bus moved the balance (a limited drum hit): corrected once
+            gains_all.update({k: gains_all[k] + db for k, db in correction.items()})
+            curve, did = _bus(placed, grid, options, meter, peaks, gains_all, pool.map)
+        lin = _lin(gains_all)
+        tp, stem_peak, loudness = _final_measures(placed, grid, lin, curve, meter, pool.map)
     trim = min(0.0, options.ceiling_dbtp - tp)  # what the look-ahead missed between samples
     trim = min(trim, -0.01 - _db(stem_peak) if stem_peak > 0 else 0.0)  # a stem louder than the mix (phase)
     curve = curve.scaled(trim)

@@ -21,6 +21,8 @@ import contextlib
 import datetime as _dt
 import logging
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -157,10 +159,10 @@ def write_mastered(
             )
             writers[key] = stack.enter_context(BwfWriter(final, channels=mastering.channels, n_samples=mastering.n,
                                                          sample_rate=sample_rate, bit_depth=bit_depth, bext=bext))
-        for _, _, parts, mix in mastering.chunks():
-            for k, v in parts.items():
-                writers[k].write(v)
-            writers["mix"].write(mix)
+        # the files side by side (the PCM conversion and the writes release the GIL)
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=min(len(writers), os.cpu_count() or 1)))
+        for _, _, parts, mix in mastering.chunks(each=pool.map):
+            list(pool.map(lambda kv: writers[kv[0]].write(kv[1]), [*parts.items(), ("mix", mix)]))
             keep.append(mix.T)
     return StemFiles(
         stems={k: targets[k] for k in names},

@@ -18,6 +18,8 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import queue
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from fractions import Fraction
@@ -25,7 +27,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from muvi.analysis import colour_histograms
+from muvi.analysis import colour_histograms, thumbnails
 from muvi.errors import MediaError, MediaRangeError
 from muvi.probe import AudioStreamInfo, MediaInfo, check_timeline, demux, ffmpeg_reason, open_media, probe
 from muvi.timeline import Segment, Timeline
@@ -57,6 +59,9 @@ class SampledFrame:
     image: np.ndarray  # (H, W, 3) uint8 RGB
     segment: int | None  # segment index, None in a gap
     source_time: Fraction | None  # seconds into the media, None in a gap
+    # the (32, 32, 3) float32 thumbnail (:func:`muvi.analysis.thumbnails`), where the decode made
+    # one (its cut-candidate test, with ``between``); None otherwise
+    small: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -157,14 +162,18 @@ class _Intervals:
     def decoded(self, t: Fraction, frame: Any) -> None:
         self.recent.append((t, frame))
 
-    def sampled(self, i: int, image: np.ndarray, shown: tuple[Fraction, Any], rotation: int) -> None:
-        hist = colour_histograms(image[None])[0]  # as muvi.analysis measures the change between samples
+    def sampled(self, i: int, image: np.ndarray, shown: tuple[Fraction, Any], rotation: int) -> np.ndarray:
+        """The sample's 32×32 thumbnail, after keeping the frames since the previous sample if
+        the picture changed enough between them."""
+        small = thumbnails(image[None])
+        hist = colour_histograms(small)[0]  # as muvi.analysis measures the change between samples
         if self.hist is not None and self.anchor is not None and self.recent:
             if 0.5 * float(np.abs(hist - self.hist).sum()) >= CUT_CANDIDATE:
                 self.small = self.small or _converter((32, 32), rotation)
                 frames = [self.anchor, *self.recent]
                 self.out[i] = (tuple(t - self.origin for t, _ in frames), np.stack([self.small(f) for _, f in frames]))
         self.hist, self.anchor, self.recent = hist, shown, []
+        return small[0]
 
 
 @dataclass
@@ -244,8 +253,9 @@ def decode_segment(
     damaged: list[tuple[Fraction, Fraction]] | None = None,
     max_damage: float = MAX_DAMAGE,
     between: dict[int, tuple[tuple[Fraction, ...], np.ndarray]] | None = None,
-) -> Iterator[np.ndarray]:
-    """Yield the image shown at each of ``source_times`` (seconds from the media's first frame).
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Yield the image shown at each of ``source_times`` (seconds from the media's first frame),
+    with its 32×32 thumbnail where ``between`` asks for the cut-candidate test (else None).
 
     A packet FFmpeg cannot decode is concealed (the last good frame stays on screen, as every
     editor plays such a file) while at most ``max_damage`` of the decoded frames are lost; the
@@ -298,9 +308,7 @@ def decode_segment(
                         prev, prev_t = frame, t
                     if prev_img is None:
                         prev_img = convert(prev)
-                    if intervals is not None:
-                        intervals.sampled(i, prev_img, (prev_t, prev), rotation)
-                    yield prev_img
+                    yield prev_img, None if intervals is None else intervals.sampled(i, prev_img, (prev_t, prev), rotation)
                     i += 1
                 if i == len(targets):
                     break
@@ -327,9 +335,7 @@ def decode_segment(
                 )
             if prev_img is None:
                 prev_img = convert(prev)
-            if intervals is not None:
-                intervals.sampled(i, prev_img, (prev_t, prev), rotation)
-            yield prev_img
+            yield prev_img, None if intervals is None else intervals.sampled(i, prev_img, (prev_t, prev), rotation)
             i += 1
     finally:
         container.close()
@@ -409,14 +415,71 @@ def iter_frames(
         local: dict[int, tuple[tuple[Fraction, ...], np.ndarray]] | None = (
             {} if between is not None and seg.source.rate == timeline.rate else None)
         # run the decoder to its end (not zip): its damage check comes after the last image
-        for j, img in enumerate(decode_segment(seg, src, size=size, fast=fast, damaged=hurt, between=local)):
-            yield SampledFrame(ks[j], times[ks[j]], img, s, src[j])
+        for j, (img, small) in enumerate(decode_segment(seg, src, size=size, fast=fast, damaged=hurt, between=local)):
+            yield SampledFrame(ks[j], times[ks[j]], img, s, src[j], small)
         shift = seg.record_start.seconds - seg.source.start_seconds  # source seconds -> record seconds
         for j, (at, thumbs) in (local or {}).items():
             between[ks[j]] = (tuple(a + shift for a in at), thumbs)  # type: ignore[index]
         if damaged is not None:
             offset = seg.record_start.seconds - seg.source.start_seconds - timeline.start.seconds
             damaged.extend((round(float(a + offset), 4), round(float(b + offset), 4)) for a, b in hurt)
+
+
+PREFETCH = 16  # decoded samples the decoding thread may run ahead of the reducer
+
+
+def prefetched(items: Iterator[Any], depth: int = PREFETCH) -> Iterator[Any]:
+    """``items`` produced in a thread of their own, at most ``depth`` ahead of the consumer.
+
+    FFmpeg's decoding and scaling release the GIL, so the decode of the next samples overlaps
+    with whatever the consumer does with the last ones (on 2 cores: the visual encoder and the
+    thumbnails). An exception in the producer is raised in the consumer; when the consumer stops
+    early (an error, a cancel), the producer stops at its next item and closes ``items`` (and with
+    it the media files) before this generator returns."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    end = object()
+
+    def put(x: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for x in items:
+                if not put(x):
+                    return
+            put(end)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put(_Raised(exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="muvi-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            x = q.get()
+            if x is end:
+                return
+            if isinstance(x, _Raised):
+                raise x.exc
+            yield x
+    finally:
+        stop.set()
+        worker.join()
+
+
+@dataclass(frozen=True)
+class _Raised:
+    exc: BaseException
 
 
 def decode_timeline(
@@ -429,16 +492,21 @@ def decode_timeline(
     reduce: FrameReducer | None = None,
     chunk: int = 64,
 ) -> Frames:
-    """Decode the whole timeline (or one segment) into :class:`Frames` (see :func:`iter_frames`).
+    """Decode the whole timeline (or one segment) into :class:`Frames` (see :func:`iter_frames`),
+    the decoding running :func:`prefetched` ahead of the rest.
+
     With ``reduce``, the images go to it ``chunk`` samples at a time and only what it returns is
     kept (``Frames.features``; ``images`` is None): memory then no longer grows with the
-    timeline's length by a full image per sample."""
+    timeline's length by a full image per sample. ``features["small"]`` then also holds every
+    sample's 32×32 thumbnail (:func:`muvi.analysis.thumbnails`; the decode makes most of them for
+    its cut-candidate test anyway)."""
     timeline = _as_timeline(timeline)
     fps = Fraction(fps)
     times = sample_times(timeline, fps)
     n = len(times)
     store = n if reduce is None else max(1, chunk)
     images: np.ndarray | None = None
+    small = np.empty((n, 32, 32, 3), np.float32) if reduce is not None else None
     segments = np.full((n,), -1, np.int64)
     damaged: list[tuple[float, float]] = []
     between: dict[int, tuple[tuple[Fraction, ...], np.ndarray]] = {}
@@ -448,7 +516,7 @@ def decode_timeline(
         for name, value in reduce(images[:count]).items():  # type: ignore[misc, index]
             kept.setdefault(name, []).append(np.asarray(value))
 
-    for sf in iter_frames(timeline, fps=fps, size=size, fast=fast, damaged=damaged, between=between):
+    for sf in prefetched(iter_frames(timeline, fps=fps, size=size, fast=fast, damaged=damaged, between=between)):
         if images is None:
             images = np.empty((store, *sf.image.shape), np.uint8)
         if sf.image.shape != images.shape[1:]:
@@ -458,6 +526,8 @@ def decode_timeline(
             )
         images[sf.index % store] = sf.image
         segments[sf.index] = -1 if sf.segment is None else sf.segment
+        if small is not None:
+            small[sf.index] = sf.small if sf.small is not None else thumbnails(sf.image[None])[0]
         if reduce is not None and (sf.index + 1) % store == 0:
             flush(store)
         if progress is not None and (sf.index % 16 == 0 or sf.index == n - 1):
@@ -466,7 +536,7 @@ def decode_timeline(
     if reduce is not None:
         if n % store:
             flush(n % store)
-        features = {name: np.concatenate(parts) for name, parts in kept.items()}
+        features = {"small": small, **{name: np.concatenate(parts) for name, parts in kept.items()}}
         return Frames(None, tuple(times), segments, cut_indices(timeline, times), fps, tuple(damaged), between,
                       features)
     return Frames(images, tuple(times), segments, cut_indices(timeline, times), fps, tuple(damaged), between)

@@ -276,3 +276,40 @@ def test_damage_that_breaks_the_demuxer_is_a_media_error() -> None:
         time_base = Fraction(1, 90000)
 
     assert _scan_packets(Broken(), Stream(), Fraction(0), False) == (None, None, False)
+
+
+def test_prefetched_keeps_order_raises_the_producers_error_and_closes_on_early_stop() -> None:
+    import threading
+
+    from muvi.video import prefetched
+
+    assert list(prefetched(iter(range(100)), depth=3)) == list(range(100))
+
+    def broken():  # type: ignore[no-untyped-def]
+        yield 1
+        raise MediaError(Path("x.mp4"), "video undecodable at 0.040 s")
+
+    got = []
+    with pytest.raises(MediaError, match="undecodable"):
+        for x in prefetched(broken()):
+            got.append(x)
+    assert got == [1]
+
+    closed = threading.Event()
+    produced = []
+
+    def endless():  # type: ignore[no-untyped-def]
+        try:
+            k = 0
+            while True:
+                produced.append(k)
+                yield k
+                k += 1
+        finally:
+            closed.set()
+
+    it = prefetched(endless(), depth=4)
+    assert [next(it) for _ in range(5)] == [0, 1, 2, 3, 4]
+    it.close()  # the consumer stops early (a cancel): the producer stops and closes its source
+    assert closed.is_set() and len(produced) <= 5 + 4 + 2
+    assert not any(t.name == "muvi-decode" for t in threading.enumerate())
