@@ -280,7 +280,8 @@ HOLD_SLACK = 1.15
 
 
 def follow_curves(roll: np.ndarray, spec: Any, requested: Mapping[str, Sequence[float]], *, threshold: float,
-                  slack: float = HOLD_SLACK, max_shift: float = 1.2) -> tuple[np.ndarray, dict[str, int]]:
+                  slack: float = HOLD_SLACK, max_shift: float = 1.2,
+                  span: tuple[int, int | None] = (0, None)) -> tuple[np.ndarray, dict[str, int]]:
     """Hold each stem's onsets per bar near what its intensity curve asks, by the model's own
     ranking of the cells: where a bar of a stem has fewer onset steps than ``request / slack``
     (or more than ``request · slack``), that bar's onset and sustain scores of the stem are
@@ -289,7 +290,10 @@ def follow_curves(roll: np.ndarray, spec: Any, requested: Mapping[str, Sequence[
     gives less than a one-in-five chance, a score under -0.6, stays out).
 
     ``roll`` (T, C, R) as sampled, ``requested`` the per-bar ``intensity_<stem>`` curves (the
-    first bars of the roll). Returns the adjusted roll and how many stem-bars were raised and
+    first bars of the roll). Only the steps in ``span`` ([first, end); end None: all) are held:
+    a take's bars up to its ending's given suffix, the bar the suffix begins in asked the
+    curve's share of the steps before it (at least a beat of them; with less it is left as
+    sampled). Returns the adjusted roll and how many stem-bars were raised and
     lowered. The DiT follows the curves on its own only loosely (a small model, trained on the
     CPU); this keeps a stem the curve asks for from falling silent, and none from running away."""
     from muvi.music.roll import ONSET, SUSTAIN
@@ -303,9 +307,9 @@ def follow_curves(roll: np.ndarray, spec: Any, requested: Mapping[str, Sequence[
             continue
         rows = spec.row_slice(stem.name)
         for b, want in enumerate(want_bars):
-            a, e = b * bar, min((b + 1) * bar, x.shape[0])
+            a, e = max(b * bar, span[0]), min((b + 1) * bar, x.shape[0], x.shape[0] if span[1] is None else span[1])
             n = e - a
-            if n <= 0 or want <= 0:
+            if n < min(bar, spec.steps_per_beat) or want <= 0:
                 continue
             # (n,) a step's strongest onset in the stem; confident cells sit at exactly 1.0, so
             # equal scores are ranked by the metre (bar start, beats, eighths, then sixteenths)
@@ -339,13 +343,14 @@ def _metric_weight(n: int, steps_per_beat: int) -> np.ndarray:
 
 
 def decode_following(spec: Any, tokens: Any, requested: Mapping[str, Sequence[float]], *,
-                     slack: float = HOLD_SLACK) -> tuple[list[Note], dict[str, Any]]:
-    """Tokens (T, F) → notes, with :func:`follow_curves` between sampling and decoding (``spec``:
-    the model's decode spec, whose onset threshold the shift aims at). The info says how many
-    stem-bars were moved and what the model's own per-bar intensity was before."""
+                     slack: float = HOLD_SLACK, span: tuple[int, int | None] = (0, None),
+                     ) -> tuple[list[Note], dict[str, Any]]:
+    """Tokens (T, F) → notes, with :func:`follow_curves` (over ``span``) between sampling and
+    decoding (``spec``: the model's decode spec, whose onset threshold the shift aims at). The
+    info says how many stem-bars were moved and what the model's own per-bar intensity was before."""
     roll = spec.from_tokens(tokens)
     raw = onset_share(roll, spec)
-    roll, moved = follow_curves(roll, spec, requested, threshold=spec.onset_threshold, slack=slack)
+    roll, moved = follow_curves(roll, spec, requested, threshold=spec.onset_threshold, slack=slack, span=span)
     return spec.decode(roll), {"model_intensity": [round(float(v), 3) for v in raw], **moved}
 
 

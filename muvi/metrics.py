@@ -137,13 +137,22 @@ def _groove_consistency(notes: Sequence[Note], steps_per_bar: int, n_bars: int) 
 
 def musicality(
     score: Score, *, key: Key | None = None, stems: Sequence[str] | None = None, drum_stems: Sequence[str] = ("drums",),
-    bars: int | None = None,
+    bars: int | None = None, played: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Musicality statistics of a score (see the module docstring), over its first ``bars`` bars
-    (default: all). Stems without notes get ``empty_bar_ratio`` 1.0 and density 0."""
+    (default: all). Stems without notes get ``empty_bar_ratio`` 1.0 and density 0.
+
+    ``played`` ([first, end) grid steps) is where the music plays freely: a take's steps from
+    its first step in the picture to its ending's given suffix. Note density per bar is then
+    the onsets in it over its length in bars (a pickup of half a bar counts as half a bar, and
+    the cadence's one held chord is not a bar of playing); without it, the onsets over the
+    bars."""
     bar = score.steps_per_bar
     n_steps = score.n_steps if bars is None else max(1, min(score.n_steps, bars * bar))
     n_bars = max(1, math.ceil(n_steps / bar))
+    if played is not None and not 0 <= played[0] < played[1]:
+        raise InvalidInputError(f"played span must be 0 <= first < end, got {played}")
+    per_bars = n_bars if played is None else (played[1] - played[0]) / bar
     notes = [n for n in score.notes if n.start < n_steps]
     names = list(stems) if stems is not None else sorted({n.stem for n in notes})
     pitched = [n for n in notes if n.stem not in drum_stems]
@@ -169,7 +178,8 @@ def musicality(
         active = stem_sounding[stem_sounding > 0]
         per_stem[stem] = {
             "notes": len(sn),
-            "note_density_per_bar": len(sn) / n_bars,
+            "note_density_per_bar": (len(sn) if played is None else
+                                     sum(played[0] <= n.start < played[1] for n in sn)) / per_bars,
             "empty_bar_ratio": float(1.0 - covered.mean()),
             "polyphony": float(active.mean()) if active.size else 0.0,
         }
@@ -180,6 +190,7 @@ def musicality(
     return {
         "key": key.name if key else None,
         "bars": n_bars,
+        "played_bars": None if played is None else round(per_bars, 4),
         "in_scale_ratio": float(np.mean([key.contains(n.pitch) for n in pitched])) if pitched and key else math.nan,
         "pitch_class_entropy": entropy,
         "polyphony": float(active.mean()) if active.size else 0.0,

@@ -50,7 +50,7 @@ import torch
 
 from muvi.audio import Audio
 from muvi.memory import JOB_MMAP_THRESHOLD, keep_memory_flat, return_free_memory
-from muvi.analysis import Accent, find_accents, motion_curve, thumbnails
+from muvi.analysis import Accent, find_accents, motion_curve
 from muvi.curves import (CONTROL_CHANNELS, CONTROLS, HOLD_SLACK, EnergyCurve, decode_following,
                          music_curves, parse_energy, parse_energy_curve, picture_levels, spearman, timeline_controls)
 from muvi.mood import Look, choose_key, choose_mood, choose_style, picture_look
@@ -227,6 +227,15 @@ class Plan:
         return max(1, math.floor(Fraction(self.shape.out_step) / self.bar + Fraction(1, 2)))
 
     @property
+    def played(self) -> tuple[int, int] | None:
+        """The steps where the take plays freely (:func:`muvi.metrics.musicality`): from the first
+        in the picture to the ending's given suffix (no ending: the out point); None when that
+        is under a beat."""
+        end = self.shape.suffix_start if self.shape.suffix_start is not None else math.floor(self.shape.out_step)
+        first = max(0, self.shape.first_step)
+        return (first, end) if end - first >= self.steps_per_beat else None
+
+    @property
     def curve_bars(self) -> int | None:
         """How many bars from the start the control curves govern: those before the bar where
         the planned ending begins (its cadence and fill are given, not held to a curve); None
@@ -267,9 +276,9 @@ class Music:
 # -- the stages --------------------------------------------------------------------------------
 
 class PictureFeatures:
-    """The decode pass's reducer (:class:`muvi.video.FrameReducer`): per sample, the 32×32
-    thumbnail (cuts, motion, the look) and the visual encoder's tokens, chunk by chunk, so no
-    timeline-long array of images is ever held. The encoder also sees the last
+    """The decode pass's reducer (:class:`muvi.video.FrameReducer`): per sample, the visual
+    encoder's tokens, chunk by chunk, so no timeline-long array of images is ever held (the
+    decode pass keeps the 32×32 thumbnails for cuts, motion and the look itself). The encoder also sees the last
     :attr:`CONTEXT` samples before each chunk (the low-level encoder's motion features difference
     consecutive frames, and its motion change differences those), so the tokens are those of an
     encode of the whole timeline at once."""
@@ -287,7 +296,7 @@ class PictureFeatures:
             patches = self.encoder.encode(x)[0][ctx:].numpy()
         self._tail = x[-self.CONTEXT:].copy()
         return_free_memory()  # the chunk's decoded frames: glibc would keep ~70 MB per minute of timeline
-        return {"small": thumbnails(images), "patches": patches}
+        return {"patches": patches}
 
 
 def decode_stage(timeline: Timeline, options: GenerateOptions, encoder: Any, *,
@@ -415,8 +424,8 @@ def condition_stage(model: MuVi, decoded: Decoded, analysis: Analysis, plan: Pla
     controls, report = _controls(model, analysis=analysis, patches=patches, plan=plan, options=options,
                                  curve=decoded.curve)
     requested = dict(report.get("requested", {}))
-    if plan.curve_bars is not None:  # the planned ending is given, not held to a curve
-        first = plan.curve_bars
+    if plan.shape.suffix_start is not None:  # the planned ending is given, not held to a curve
+        first = -(-plan.shape.suffix_start // plan.bar)  # the bars wholly in it (in its first, the steps before it are)
         requested = {c: [0.0 if b >= first else v for b, v in enumerate(vals)] for c, vals in requested.items()}
     decoder = replace(model.config.decode_spec, beats_per_bar=options.meter)
     return Conditioning(patches, controls, requested, HOLD_SLACK,
@@ -459,7 +468,8 @@ def _controls(model: MuVi, *, analysis: Analysis, patches: torch.Tensor, plan: P
 
 def notes_stage(plan: Plan, cond: Conditioning, sampled: Sampled, options: GenerateOptions) -> Music:
     """Tokens → notes held to their curves, shaped to the edit, in the key."""
-    decoded, held = decode_following(cond.decoder, sampled.tokens, cond.requested, slack=cond.slack)
+    decoded, held = decode_following(cond.decoder, sampled.tokens, cond.requested, slack=cond.slack,
+                                     span=(0, plan.shape.suffix_start))
     notes = [n for n in decoded if n.stem in options.stems]
     notes, shape_report = shape_notes(notes, plan.shape, stems=options.stems, drums=plan.drums)
     curves = dict(cond.curves)
@@ -666,7 +676,8 @@ def _report(decoded: Decoded, options: GenerateOptions, analysis: Analysis, plan
                                                 tempo.beat_times(duration), frame_rate=timeline.rate.fraction),
         "accent_hit_rate_all": (sum(flags) / len(flags)) if flags else math.nan,
         "cuts_on_beats": f"{sum(cut_flags)}/{len(cut_flags)}",
-        "musicality": {**musicality(music.score, key=plan.key, stems=list(options.stems), bars=plan.take_bars),
+        "musicality": {**musicality(music.score, key=plan.key, stems=list(options.stems), bars=plan.take_bars,
+                                    played=plan.played),
                        "in_scale_ratio_sampled": music.in_scale_sampled},
         "performance": music.performance.stats(music.score) if music.performance is not None else None,
     }

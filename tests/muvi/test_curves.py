@@ -150,3 +150,22 @@ def test_equally_sure_steps_are_kept_by_the_metre() -> None:
     out, moved = follow_curves(roll, spec, {"intensity_drums": [0.25]}, threshold=0.6, slack=1.0)
     kept = np.flatnonzero((out[:, ONSET] > 0.6).any(axis=1))
     assert kept.tolist() == [0, 4, 8, 12] and moved["lowered"] == 1  # the beats survive
+
+
+def test_only_the_steps_in_the_span_are_held_a_partial_bar_by_its_share() -> None:
+    """A take's pickup bar is held from its first step in the picture, the ending's bar up to
+    the ending's given suffix; a bar with under a beat in the span is left as sampled."""
+    from muvi.curves import follow_curves
+    from muvi.music.roll import ONSET, RollSpec
+
+    spec = RollSpec()
+    roll = spec.empty(48)  # 3 bars: nothing crosses the threshold
+    bass = spec.row_slice("bass")
+    roll[:, ONSET, bass.start + 5] = np.linspace(0.5, -0.5, 48)
+    want = {"intensity_bass": [0.5, 0.5, 0.5]}
+    out, moved = follow_curves(roll, spec, want, threshold=0.6, slack=1.0, span=(8, 44))
+    on = (out[:, ONSET, bass] > 0.6).any(axis=1)
+    assert not on[:8].any() and not on[44:].any()  # before the picture, in the ending: untouched
+    assert on[8:16].sum() == 4 and on[16:32].sum() == 8 and on[32:44].sum() == 6  # half of each bar's own steps
+    _, few = follow_curves(roll, spec, want, threshold=0.6, slack=1.0, span=(13, 35))
+    assert few["raised"] == 1  # 3 steps in bar 0 and 3 in bar 2: under a beat, only bar 1 is held

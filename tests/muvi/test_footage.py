@@ -13,7 +13,8 @@ from muvi.footage import FOOTAGE, footage_clips, footage_markdown, footage_targe
 def _row(clip: str, key: str, empty: float, ratio: float, drums: bool = True, rho: float | None = 0.8) -> dict:
     stems = {s: {"empty_bar_ratio": empty, "notes_per_bar": 4.0, "corpus_median": 4.0, "ratio_to_median": ratio}
              for s in ("drums", "bass", "chords", "melody")}
-    return {"clip": clip, "style": "pop", "key": key, "bars": 8, "plays_drums": drums, "cuts_on_beats": 1.0,
+    return {"clip": clip, "style": "pop", "key": key, "bars": 8, "played_bars": 7.5, "sting": False,
+            "plays_drums": drums, "cuts_on_beats": 1.0,
             "accent_hit_rate": 0.5, "in_scale_ratio": 1.0, "notes_per_bar": 16.0, "notes_per_bar_cfg0": 18.0,
             "intensity_spearman": rho, "retries": 0, "silent_stems_left": 0, "held_stem_bars": 2, "stems": stems,
             "ending": "ring", "ends_on_tonic_downbeat": clip != "b.mp4", "pitched_notes_past_end": 0, "sections": 1,
@@ -22,10 +23,15 @@ def _row(clip: str, key: str, empty: float, ratio: float, drums: bool = True, rh
 
 
 def test_targets_count_the_clips_that_meet_each_one() -> None:
+    sting = {**_row("d.mp4", "G major", 0.0, 0.2), "sting": True, "played_bars": None}
     rows = [_row("a.mp4", "C major", 0.0, 1.0), _row("b.mp4", "A minor", 0.25, 3.0, rho=None),
             _row("c.mp4", "A minor", 0.05, 0.6, drums=False)]
     t = footage_targets(rows)
     assert t["clips"] == 3 and t["no_stem_empty_over_10pct"] == 2 and t["stem_density_within_0.5_2x"] == 2
+    # a sting (all ending) is not judged on density, and the summary says how many there were
+    ts = footage_targets([*rows, sting])
+    assert ts["stem_density_within_0.5_2x"] == 2 and ts["stings"] == 1
+    assert "2 of 3 (the other 1 are stings)" in "\n".join(footage_markdown({"clips": [*rows, sting], "targets": ts}))
     assert t["drums_in_90pct_of_bars"] == 1 and t["drum_style_clips"] == 2
     assert t["distinct_keys"] == 2 and t["modes"] == ["major", "minor"]
     assert t["intensity_spearman_mean"] == pytest.approx(0.8) and t["intensity_spearman_clips"] == 2

@@ -81,7 +81,13 @@ def test_musicality_known_values() -> None:
     assert m["groove_consistency"] == 1.0
     assert m["stems"]["chords"]["polyphony"] == 3.0 and m["stems"]["chords"]["empty_bar_ratio"] == 0.0
     assert m["stems"]["melody"]["empty_bar_ratio"] == 0.75 and m["stems"]["melody"]["in_scale_ratio"] == 0.0
-    assert m["stems"]["drums"]["note_density_per_bar"] == 2.0
+    assert m["stems"]["drums"]["note_density_per_bar"] == 2.0 and m["played_bars"] is None
+    # played from step 8 (a half-bar pickup) to the cadence at step 48: 2.5 bars with 5 kicks
+    p = musicality(_score(notes), played=(8, 48))
+    assert p["played_bars"] == 2.5 and p["stems"]["drums"]["note_density_per_bar"] == pytest.approx(5 / 2.5)
+    assert p["stems"]["melody"]["note_density_per_bar"] == 0.0  # its one note lies before the picture
+    with pytest.raises(InvalidInputError, match="played span"):
+        musicality(_score(notes), played=(8, 8))
     assert m["polyphony"] == pytest.approx((4 * 4 + 60 * 3) / 64)
     # three equally weighted pitch classes (+ a little C#): entropy a bit above log2(3)
     assert math.log2(3) < m["pitch_class_entropy"] < math.log2(4)
