@@ -432,8 +432,8 @@ def prefetched(items: Iterator[Any], depth: int = PREFETCH) -> Iterator[Any]:
     """``items`` produced in a thread of their own, at most ``depth`` ahead of the consumer.
 
     FFmpeg's decoding and scaling release the GIL, so the decode of the next samples overlaps
-    with whatever the consumer does with the last ones (on 2 cores: the visual encoder and the
-    thumbnails). An exception in the producer is raised in the consumer; when the consumer stops
+    with whatever the consumer does with the last ones (in a job: the visual encoder; the
+    thumbnails are made in the producer, beside the decode). An exception in the producer is raised in the consumer; when the consumer stops
     early (an error, a cancel), the producer stops at its next item and closes ``items`` (and with
     it the media files) before this generator returns."""
     q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
