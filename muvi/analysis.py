@@ -53,14 +53,15 @@ def thumbnails(frames: np.ndarray, size: int = 32) -> np.ndarray:
     if (h, w) == (size, size):
         return frames.astype(np.float32, copy=False)
     if h % size == 0 and w % size == 0 and frames.dtype == np.uint8:
-        # whole blocks: torch's average pooling (both cores; 2.4x NumPy's mean over strided axes,
-        # the largest cost of a long decode after FFmpeg's own)
-        import torch
-
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-            pooled = torch.nn.functional.avg_pool2d(x, (h // size, w // size))
-            return pooled.permute(0, 2, 3, 1).contiguous().numpy()
+        # whole blocks: integer sums, rows of a block then its columns (exact; 2.4x torch's
+        # average pooling on a batch, 7x NumPy's float mean on one image, and single-threaded:
+        # torch's pool, called per sample in the decode pass, spun its threads against FFmpeg's
+        # and cost that pass 3 s in 7 on a 60 s 1080p clip)
+        bh, bw = h // size, w // size
+        rows = np.ascontiguousarray(frames).reshape(t * size, bh, w * 3)
+        rows = rows.sum(axis=1, dtype=np.uint16 if bh * 255 < 2**16 else np.uint32)
+        blocks = rows.reshape(t * size, size, bw, 3).sum(axis=2, dtype=np.uint32)
+        return (blocks.astype(np.float32) / np.float32(bh * bw)).reshape(t, size, size, 3)
     if h % size == 0 and w % size == 0:
         return frames.reshape(t, size, h // size, size, w // size, 3).mean(axis=(2, 4), dtype=np.float32)
     ys = (np.arange(size + 1) * h) // size
