@@ -343,7 +343,8 @@ def plan_stage(decoded: Decoded, analysis: Analysis, options: GenerateOptions, *
     tol = timeline.rate.seconds(1)
     style, style_why = choose_style(analysis.look, given=options.style)
     bpm_range = tuple(float(x) for x in STYLES[style].tempo)
-    beats = plan_beats([PlanAccent(a.time, a.strength, a.kind) for a in analysis.accents], duration=duration,
+    accents = [PlanAccent(a.time, a.strength, a.kind) for a in analysis.accents]
+    beats = plan_beats(accents, duration=duration,
                        tolerance=tol, bpm_range=bpm_range, bpm=options.bpm, beats_per_bar=options.meter)
     ending, ending_why = choose_ending(options.ending, style)
     anchors = [h.time for h in decoded.hits]
@@ -351,7 +352,8 @@ def plan_stage(decoded: Decoded, analysis: Analysis, options: GenerateOptions, *
         tempo = loop_tempo(beats.bpm, duration, beats_per_bar=options.meter, bpm_range=bpm_range)
         anchors = sorted(anchors + [duration])
     else:
-        tempo, phase_why = bars_for_ending(beats.tempo, duration, ending=ending, tail=options.tail) \
+        tempo, phase_why = bars_for_ending(beats.tempo, duration, ending=ending, tail=options.tail, accents=accents,
+                                           tolerance=tol) \
             if not anchors else (beats.tempo, "")  # hits place the downbeats themselves
         tempo, ending_why = tempo.with_downbeat_at_zero(), ending_why + phase_why
     tempo, landings = fit_hits(tempo, anchors, tolerance=tol, shift=ending != "loop")

@@ -37,6 +37,7 @@ import numpy as np
 from muvi.errors import InvalidInputError
 from muvi.music.score import Note
 from muvi.music.tempo import TempoMap
+from muvi.sync import CUT_WEIGHT, PlanAccent, downbeat_weights
 
 __all__ = ["ENDINGS", "MAX_TAIL", "Hit", "parse_hit", "check_hits", "choose_ending", "bars_for_ending", "Section", "plan_sections",
            "form_offsets", "EditShape", "cadence_notes", "shape_notes", "FILL_BEATS"]
@@ -98,20 +99,32 @@ def choose_ending(ending: str, style: str) -> tuple[str, str]:
     return ("fade", "auto: ambient fades out") if style == "ambient" else ("ring", "auto: ends on the tonic, ringing")
 
 
-def bars_for_ending(tempo: TempoMap, duration: Fraction, *, ending: str, tail: float) -> tuple[TempoMap, str]:
-    """(tempo, why) for a take too short to hold a downbeat after its first beat with a beat
-    left to ring in (about a bar and a beat): its bar lines are renumbered so that the last
-    beat with room to ring is a downbeat, and the tonic lands on it after the pickup the picture
-    holds. The beats stay where they are, so cuts stay on them."""
+ENDING_WEIGHT = 2.0 * CUT_WEIGHT  # the ending's tonic downbeat weighs as one full cut on a downbeat
+
+
+def bars_for_ending(tempo: TempoMap, duration: Fraction, *, ending: str, tail: float,
+                    accents: Sequence[PlanAccent] = (), tolerance: Fraction = Fraction(0)) -> tuple[TempoMap, str]:
+    """(tempo, why): bar lines numbered so that the ending's tonic can land near the out point.
+    The final downbeat is the last downbeat with a beat left to ring in, so with the bar lines
+    the cuts chose it may fall almost a bar and a beat before the out point: in a 4.5 s take,
+    half the take one ringing chord. The last beat with room to ring becomes a downbeat when that
+    weighs more (:data:`ENDING_WEIGHT`) than the accent weight it moves off downbeats
+    (:func:`muvi.sync.downbeat_weights`), and always in a take too short to hold a downbeat
+    after its first beat. The beats stay where they are, so cuts stay on them."""
     if ending not in ("ring", "fade"):
         return tempo, ""
     room = 0 if tail > 0 else 1
     first = math.ceil(tempo.beat_at(0))
     last = math.floor(tempo.beat_at(duration) - room - Fraction(1, 1000))
-    if last < first or any(tempo.is_downbeat(b) for b in range(first + 1, last + 1)):
+    if last < first or tempo.is_downbeat(last):
         return tempo, ""
-    return replace(tempo, downbeat=last % tempo.beats_per_bar), \
-        "; shorter than a bar: its bar lines are moved so that its last beat with room to ring is a downbeat"
+    moved = replace(tempo, downbeat=last % tempo.beats_per_bar)
+    if not any(tempo.is_downbeat(b) for b in range(first + 1, last + 1)):
+        return moved, "; shorter than a bar: its bar lines are moved so that its last beat with room to ring is a downbeat"
+    weights = downbeat_weights(tempo, accents, tolerance)
+    if weights[moved.downbeat] + ENDING_WEIGHT <= weights[tempo.downbeat]:
+        return tempo, ""
+    return moved, "; its bar lines are moved so that the tonic lands on its last beat with room to ring"
 
 
 def check_tail(tail: float, *, field: str = "--tail") -> float:

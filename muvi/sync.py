@@ -27,7 +27,7 @@ import numpy as np
 from muvi.errors import InvalidInputError
 from muvi.music.tempo import MAX_BPM, MIN_BPM, TempoChange, TempoMap
 
-__all__ = ["PlanAccent", "BeatPlan", "plan_beats", "accent_report", "fit_hits", "HitLanding", "loop_tempo", "beat_hits"]
+__all__ = ["PlanAccent", "BeatPlan", "plan_beats", "downbeat_weights", "accent_report", "fit_hits", "HitLanding", "loop_tempo", "beat_hits"]
 
 CUT_WEIGHT = 3.0
 
@@ -86,6 +86,17 @@ def beat_hits(tempo: TempoMap, accents: Sequence[PlanAccent], tol: Fraction) -> 
     return out
 
 
+def downbeat_weights(tempo: TempoMap, accents: Sequence[PlanAccent], tolerance: Fraction) -> list[float]:
+    """Per downbeat offset (``TempoMap.downbeat``), the accent weight that would lie on downbeats:
+    the accents within ``tolerance`` of a beat, cuts counted double and motion peaks half."""
+    out = [0.0] * tempo.beats_per_bar
+    for a in accents:
+        b = round(tempo.beat_at(a.time))
+        if abs(tempo.time_at(b) - a.time) <= tolerance:
+            out[b % tempo.beats_per_bar] += a.weight * (2.0 if a.kind == "cut" else 0.5)
+    return out
+
+
 def plan_beats(
     accents: Sequence[PlanAccent],
     *,
@@ -132,11 +143,7 @@ def plan_beats(
     origin = phase - period * math.ceil(phase / period) if phase > 0 else phase
     # 2. bars: the downbeat offset with the most cut weight on downbeats
     tempo = TempoMap((TempoChange(Fraction(0), period),), origin, beats_per_bar, 0)
-    db_weight = [0.0] * beats_per_bar
-    for a in acc:
-        b = round(tempo.beat_at(a.time))
-        if abs(tempo.time_at(b) - a.time) <= tol:
-            db_weight[b % beats_per_bar] += a.weight * (2.0 if a.kind == "cut" else 0.5)
+    db_weight = downbeat_weights(tempo, acc, tol)
     downbeat = int(np.argmax(db_weight)) if any(db_weight) else 0
     tempo = TempoMap(tempo.changes, origin, beats_per_bar, downbeat)
     # 3. gentle tempo changes between cuts

@@ -7,7 +7,9 @@ import pytest
 
 from muvi.errors import InvalidInputError
 from muvi.music.score import Note
-from muvi.shape import (EditShape, Hit, Section, cadence_notes, check_hits, choose_ending, form_offsets, parse_hit,
+from muvi.music.tempo import TempoChange, TempoMap
+from muvi.sync import PlanAccent
+from muvi.shape import (EditShape, Hit, Section, bars_for_ending, cadence_notes, check_hits, choose_ending, form_offsets, parse_hit,
                         plan_sections, shape_notes)
 
 
@@ -105,3 +107,27 @@ def test_a_take_that_ends_on_its_first_step_still_gets_its_tonic() -> None:
     shape = _shape(final_step=0, release_step=6, out_step=Fraction(8))
     notes = cadence_notes(shape, mode="major", stems=("drums", "bass", "chords", "melody"), drums=True, n_steps=16)
     assert notes and all(n.start == 0 for n in notes) and {n.pitch % 12 for n in notes if n.stem == "chords"} == {0, 4, 7}
+
+
+def _grid(downbeat: int) -> TempoMap:  # 120 BPM, beat 0 at 0
+    return TempoMap((TempoChange(Fraction(0), Fraction(1, 2)),), Fraction(0), 4, downbeat)
+
+
+def test_the_bar_lines_put_the_tonic_on_the_last_beat_with_room_to_ring_unless_cuts_outweigh_it() -> None:
+    # 4.6 s: beats 0..9; the last with a beat to ring in is beat 8 (4.0 s), a downbeat only if beat 0 is
+    moved, why = bars_for_ending(_grid(1), Fraction(46, 10), ending="ring", tail=0.0)
+    assert moved.is_downbeat(8) and "bar lines are moved" in why  # no cut: from a ring of 5.6 beats to 1.2
+    kept, why = bars_for_ending(_grid(0), Fraction(46, 10), ending="ring", tail=0.0)
+    assert kept.downbeat == 0 and why == ""  # already there
+    cuts = [PlanAccent(Fraction(b, 2), 1.0) for b in (1, 5)]  # two cuts on beats 1 and 5: downbeats now
+    kept, why = bars_for_ending(_grid(1), Fraction(46, 10), ending="ring", tail=0.0, accents=cuts, tolerance=Fraction(1, 25))
+    assert kept.downbeat == 1 and why == ""
+    one = cuts[:1]  # one cut weighs as much as the ending: a tie keeps the cut on its downbeat
+    assert bars_for_ending(_grid(1), Fraction(46, 10), ending="ring", tail=0.0, accents=one,
+                           tolerance=Fraction(1, 25))[0].downbeat == 1
+    peak = [PlanAccent(Fraction(1, 2), 1.0, "motion")]  # a motion peak weighs less
+    moved, _ = bars_for_ending(_grid(1), Fraction(46, 10), ending="ring", tail=0.0, accents=peak, tolerance=Fraction(1, 25))
+    assert moved.is_downbeat(8)
+    assert bars_for_ending(_grid(1), Fraction(46, 10), ending="button", tail=0.0)[0].downbeat == 1  # a button: any beat
+    short, why = bars_for_ending(_grid(0), Fraction(24, 10), ending="ring", tail=0.0)  # beats 0-4, no downbeat in 1-3
+    assert short.is_downbeat(3) and "shorter than a bar" in why
