@@ -37,7 +37,7 @@ from muvi.curves import CONTROLS
 from muvi.errors import InvalidInputError
 
 __all__ = ["Clip", "FOOTAGE", "fetch_footage", "footage_clips", "evaluate_footage", "style_stem_medians",
-           "footage_targets", "footage_markdown", "clip_timeline"]
+           "footage_targets", "footage_markdown", "clip_timeline", "edit_timeline"]
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,24 @@ def clip_timeline(path: Path, seconds: float | None) -> Any:
     return Timeline.sequential([(path, TimeRange.from_frames(0, n, info.rate))], rate=info.rate)
 
 
+EDIT_SECONDS = 6.0  # each clip's share of the suite's edit take: its first seconds
+
+
+def edit_timeline(clips: Sequence[tuple[Path, float | None]], seconds: float = EDIT_SECONDS) -> Any:
+    """The clips cut together, each its first ``seconds``, at the first clip's rate: what an
+    editor selects on a timeline, shots from different cameras (sizes, rates, looks) with a real
+    cut between each."""
+    from muvi.timeline import Timeline, TimeRange
+    from muvi.video import probe
+
+    parts = []
+    for path, limit in clips:
+        info = probe(path)
+        n = info.rate.frames(min(info.duration, Fraction(min(seconds, limit or seconds)).limit_denominator(1000)))
+        parts.append((path, TimeRange.from_frames(0, max(1, n), info.rate)))
+    return Timeline.sequential(parts, rate=probe(clips[0][0]).rate)
+
+
 def evaluate_footage(generator: Any, folder: Path | str, out: Path | str, *, corpus: Any,
                      options: Any = None, progress: Callable[[str], None] = print, shaped: bool = True) -> dict[str, Any]:
     """Run the suite with ``generator`` (a :class:`muvi.pipeline.Generator`) on the clips in
@@ -180,19 +198,21 @@ def evaluate_footage(generator: Any, folder: Path | str, out: Path | str, *, cor
     options = options or GenerateOptions(preview=False)
     medians = style_stem_medians(corpus)
     ranges = generator.model.config.curve_ranges
+    clips = footage_clips(folder)
+    takes = [(path.name, path.stem, clip_timeline(path, seconds)) for path, seconds in clips]
+    if len(clips) > 1:
+        takes.append((f"edit of {len(clips)} clips", "edit", edit_timeline(clips)))
     rows = []
-    for path, seconds in footage_clips(folder):
-        tl = clip_timeline(path, seconds)
-        res = generator.generate(tl, options, Path(out) / path.stem)
-        r = res.report
-        bare = generator.generate(tl, replace(options, cfg=0.0), Path(out) / f"{path.stem}.cfg0")
-        rows.append(_row(path.name, r, bare.report, medians, ranges, STYLES))
+    for name, stem, tl in takes:
+        res = generator.generate(tl, options, Path(out) / stem)
+        bare = generator.generate(tl, replace(options, cfg=0.0), Path(out) / f"{stem}.cfg0")
+        rows.append(_row(name, res.report, bare.report, medians, ranges, STYLES))
         if shaped:  # the edit's shape: a loop with a hit and a stop hit at a third and two thirds
             secs = float(tl.duration.seconds)
             hits = (f"{secs / 3:.3f}", f"{2 * secs / 3:.3f}:stop") if secs >= 6 * 60 / 40 else ()
-            loop = generator.generate(tl, replace(options, ending="loop", hits=hits), Path(out) / f"{path.stem}.loop")
+            loop = generator.generate(tl, replace(options, ending="loop", hits=hits), Path(out) / f"{stem}.loop")
             rows[-1]["shaped"] = _shape_row(loop.report)
-        progress(f"{path.name}: " + json.dumps({k: v for k, v in rows[-1].items() if k != "stems"}))
+        progress(f"{name}: " + json.dumps({k: v for k, v in rows[-1].items() if k != "stems"}))
     return {"clips": rows, "targets": footage_targets(rows)}
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from muvi.errors import InvalidInputError
-from muvi.footage import FOOTAGE, footage_clips, footage_markdown, footage_targets
+from muvi.footage import FOOTAGE, edit_timeline, footage_clips, footage_markdown, footage_targets
+from muvi.timeline import Rate
 
 
 def _row(clip: str, key: str, empty: float, ratio: float, drums: bool = True, rho: float | None = 0.8) -> dict:
@@ -52,3 +53,14 @@ def test_the_clip_list_names_its_sources_and_a_folder_is_read_in_suite_order(tmp
     clips = footage_clips(tmp_path)
     assert [p.name for p, _ in clips] == ["bikes.mp4", "vtest.avi", "zzz.mp4"]
     assert dict((p.name, s) for p, s in clips)["vtest.avi"] == 30.0
+
+
+def test_the_edit_take_cuts_the_clips_together_each_its_first_seconds(tmp_path: Path) -> None:
+    from muvi.media_gen import write_shot_clip
+
+    a = write_shot_clip(tmp_path / "a.mp4", shots=[200], rate=Rate(25), size=(96, 64)).path  # 8 s
+    b = write_shot_clip(tmp_path / "b.mp4", shots=[60], rate=Rate(30), size=(64, 96)).path  # 2 s
+    tl = edit_timeline([(a, None), (b, None), (a, 3.0)], seconds=6.0)
+    assert tl.rate == Rate(25) and len(tl.segments) == 3  # the first clip's rate
+    assert [float(s.source.duration.seconds) for s in tl.segments] == [6.0, 2.0, 3.0]
+    assert tl.duration.seconds == 11  # end to end: a real cut between each
