@@ -182,7 +182,7 @@ def edit_timeline(clips: Sequence[tuple[Path, float | None]], seconds: float = E
         info = probe(path)
         n = info.rate.frames(min(info.duration, Fraction(min(seconds, limit or seconds)).limit_denominator(1000)))
         parts.append((path, TimeRange.from_frames(0, max(1, n), info.rate)))
-    return Timeline.sequential(parts, rate=probe(clips[0][0]).rate)
+    return Timeline.sequential(parts, rate=parts[0][1].rate)
 
 
 def evaluate_footage(generator: Any, folder: Path | str, out: Path | str, *, corpus: Any,
