@@ -137,10 +137,12 @@ def _groove_consistency(notes: Sequence[Note], steps_per_bar: int, n_bars: int) 
 
 def musicality(
     score: Score, *, key: Key | None = None, stems: Sequence[str] | None = None, drum_stems: Sequence[str] = ("drums",),
-    bars: int | None = None, played: tuple[int, int] | None = None,
+    bars: int | None = None, first_bar: int = 0, played: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Musicality statistics of a score (see the module docstring), over its first ``bars`` bars
-    (default: all). Stems without notes get ``empty_bar_ratio`` 1.0 and density 0.
+    """Musicality statistics of a score (see the module docstring), over its bars from
+    ``first_bar`` to ``bars`` (default: all; a take's pickup bar that lies mostly before its
+    first frame is not heard, so it is not judged). Stems without notes get ``empty_bar_ratio``
+    1.0 and density 0.
 
     ``played`` ([first, end) grid steps) is where the music plays freely: a take's steps from
     its first step in the picture to its ending's given suffix. Note density per bar is then
@@ -152,7 +154,9 @@ def musicality(
     n_bars = max(1, math.ceil(n_steps / bar))
     if played is not None and not 0 <= played[0] < played[1]:
         raise InvalidInputError(f"played span must be 0 <= first < end, got {played}")
-    per_bars = n_bars if played is None else (played[1] - played[0]) / bar
+    if not 0 <= first_bar < n_bars:
+        raise InvalidInputError(f"first judged bar must lie in 0..{n_bars - 1}, got {first_bar}")
+    per_bars = n_bars - first_bar if played is None else (played[1] - played[0]) / bar
     notes = [n for n in score.notes if n.start < n_steps]
     names = list(stems) if stems is not None else sorted({n.stem for n in notes})
     pitched = [n for n in notes if n.stem not in drum_stems]
@@ -178,9 +182,9 @@ def musicality(
         active = stem_sounding[stem_sounding > 0]
         per_stem[stem] = {
             "notes": len(sn),
-            "note_density_per_bar": (len(sn) if played is None else
+            "note_density_per_bar": (sum(n.start >= first_bar * bar for n in sn) if played is None else
                                      sum(played[0] <= n.start < played[1] for n in sn)) / per_bars,
-            "empty_bar_ratio": float(1.0 - covered.mean()),
+            "empty_bar_ratio": float(1.0 - covered[first_bar:].mean()),
             "polyphony": float(active.mean()) if active.size else 0.0,
         }
         if stem not in drum_stems and key is not None:
@@ -189,7 +193,7 @@ def musicality(
     active = sounding[sounding > 0]
     return {
         "key": key.name if key else None,
-        "bars": n_bars,
+        "bars": n_bars - first_bar,
         "played_bars": None if played is None else round(per_bars, 4),
         "in_scale_ratio": float(np.mean([key.contains(n.pitch) for n in pitched])) if pitched and key else math.nan,
         "pitch_class_entropy": entropy,

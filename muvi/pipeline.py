@@ -220,11 +220,14 @@ class Plan:
         return float(self.tempo.time_at(Fraction(b * self.bar, self.steps_per_beat)))
 
     @property
-    def take_bars(self) -> int:
-        """The bars the take is judged on: those lying mostly before the out point (the last of
-        the bars covering the timeline can hold only a sliver of it, where a ring ending's
-        chord has already been released)."""
-        return max(1, math.floor(Fraction(self.shape.out_step) / self.bar + Fraction(1, 2)))
+    def take_bars(self) -> tuple[int, int]:
+        """The bars the take is judged on, [first, end): those lying mostly in the picture. The
+        last of the bars covering the timeline can hold only a sliver of it, where a ring
+        ending's chord has already been released; a pickup bar can begin well before the first
+        frame (the bar lines are numbered for the ending), and what it plays there is not heard."""
+        end = max(1, math.floor(Fraction(self.shape.out_step) / self.bar + Fraction(1, 2)))
+        first = math.ceil(Fraction(self.shape.first_step) / self.bar - Fraction(1, 2))
+        return max(0, min(first, end - 1)), end
 
     @property
     def played(self) -> tuple[int, int] | None:
@@ -390,11 +393,11 @@ def _edit_shape(ending: str, why: str, *, tempo: TempoMap, duration: Fraction, t
         room = 0 if tail > 0 else spb
         final = math.floor((out_step - room - Fraction(1, 1000)) / bar) * bar
         if final < first:  # no beat in the picture leaves a beat to ring in (bars_for_ending found none)
-            final, why = None, why + "; too short for an ending (no beat with a beat after it): it stops at the out point"
+            final, why = _sting(first, bar=bar, out_step=out_step, why=why)
     elif ending == "button":  # the last beat with room for the stab
         final = math.floor((out_step - 2) / spb) * spb
         if final < first + spb:  # not even a beat of music before it
-            final, why = None, why + "; too short for an ending (under two beats): it stops at the out point"
+            final, why = _sting(first, bar=bar, out_step=out_step, why=why)
     if ending in ("ring", "fade", "button"):
         release = math.floor(tempo.beat_at(duration + Fraction(tail) - Fraction(RELEASE_S).limit_denominator(1000)) * spb)
         release = max(release, (final or 0) + 1)
@@ -415,6 +418,15 @@ def _edit_shape(ending: str, why: str, *, tempo: TempoMap, duration: Fraction, t
                        "error_frames": round(float(landing.error / rate.seconds(1)), 2)})
     return EditShape(ending, why, out_step, final, release, float(tail), tuple(hit_steps), tuple(sections),
                      fade_from, spb, bar, tuple(report), first_step=first)
+
+
+def _sting(first: int, *, bar: int, out_step: Fraction, why: str) -> tuple[int | None, str]:
+    """A take too short for an ending's beat to ring in is one sting: the tonic from its first
+    frame (a downbeat), every stem, ringing to the out point; else (its first step is no
+    downbeat) it stops at the out point."""
+    if first % bar == 0 and first < out_step:
+        return first, why + "; too short for a beat to ring in: one sting, the tonic from the first frame to the out point"
+    return None, why + "; too short for an ending (no beat with a beat after it): it stops at the out point"
 
 
 def condition_stage(model: MuVi, decoded: Decoded, analysis: Analysis, plan: Plan,
@@ -678,8 +690,8 @@ def _report(decoded: Decoded, options: GenerateOptions, analysis: Analysis, plan
                                                 tempo.beat_times(duration), frame_rate=timeline.rate.fraction),
         "accent_hit_rate_all": (sum(flags) / len(flags)) if flags else math.nan,
         "cuts_on_beats": f"{sum(cut_flags)}/{len(cut_flags)}",
-        "musicality": {**musicality(music.score, key=plan.key, stems=list(options.stems), bars=plan.take_bars,
-                                    played=plan.played),
+        "musicality": {**musicality(music.score, key=plan.key, stems=list(options.stems), bars=plan.take_bars[1],
+                                    first_bar=plan.take_bars[0], played=plan.played),
                        "in_scale_ratio_sampled": music.in_scale_sampled},
         "performance": music.performance.stats(music.score) if music.performance is not None else None,
     }

@@ -88,6 +88,12 @@ def test_musicality_known_values() -> None:
     assert p["stems"]["melody"]["note_density_per_bar"] == 0.0  # its one note lies before the picture
     with pytest.raises(InvalidInputError, match="played span"):
         musicality(_score(notes), played=(8, 8))
+    # a pickup bar lying mostly before the first frame is not judged: the melody's bar 0 drops out
+    late = musicality(_score([n for n in notes if n.stem != "melody"] + [Note(20, 62, 24, 90, "melody")]), first_bar=1)
+    assert late["bars"] == 3 and late["stems"]["melody"]["empty_bar_ratio"] == pytest.approx(2 / 3)
+    assert late["stems"]["drums"]["note_density_per_bar"] == 2.0
+    with pytest.raises(InvalidInputError, match="first judged bar"):
+        musicality(_score(notes), first_bar=4)
     assert m["polyphony"] == pytest.approx((4 * 4 + 60 * 3) / 64)
     # three equally weighted pitch classes (+ a little C#): entropy a bit above log2(3)
     assert math.log2(3) < m["pitch_class_entropy"] < math.log2(4)

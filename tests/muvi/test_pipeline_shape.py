@@ -85,6 +85,22 @@ def test_a_take_shorter_than_a_bar_still_ends_on_the_tonic_at_a_downbeat(
     assert any(abs(d - float(take.score.step_time(final))) < 1e-6 for d in beats["downbeats"])
 
 
+@pytest.mark.parametrize("ending", ["ring", "button"])
+def test_a_take_shorter_than_a_beat_is_one_sting_in_every_stem(
+        timeline: Timeline, generator: Generator, tmp_path: Path, ending: str) -> None:
+    seg = timeline.segments[0]
+    short = Timeline(R, (Segment(seg.media, TimeRange.from_frames(0, 14, R), seg.record_start),))  # 0.56 s
+    take = generator.generate(short, _opts(ending=ending, bpm=80), tmp_path / "sting")  # a beat is 0.75 s
+    shape = take.report["shape"]
+    assert shape["final_step"] == 0 and "sting" in shape["ending_reason"], shape["ending_reason"]
+    first = {n.stem: n for n in take.score.notes if n.start == 0}
+    assert set(first) == {"drums", "bass", "chords", "melody"}  # the tonic in every stem, from the first frame
+    tonic = Key.parse("D major").tonic
+    assert all(n.pitch % 12 == tonic for s, n in first.items() if s in ("bass", "melody"))
+    assert shape["pitched_notes_past_end"] == 0
+    assert all(v["empty_bar_ratio"] == 0.0 for v in take.report["musicality"]["stems"].values())
+
+
 def test_hits_land_on_downbeats_and_a_stop_silences_the_beat_before(
         timeline: Timeline, generator: Generator, tmp_path: Path) -> None:
     take = generator.generate(timeline, _opts(hits=("3.3", "6.1:stop")), tmp_path / "h")
