@@ -81,6 +81,28 @@ FOOTAGE: tuple[Clip, ...] = (
          "a cockatoo on a perch, hand-held"),
     Clip("realshort.mp4", "debian", "python3-imageio",
          "usr/lib/python3/dist-packages/imageio/resources/images/realshort.mp4", "a short hand-held clip"),
+    Clip("Shepard_Calais_1906.ogv", "debian", "python-nbsphinx-doc",
+         "usr/share/doc/python-nbsphinx/html/www/wikimediacommons/Shepard_Calais_1906_FrenchGP.ogv.160p.ogv",
+         "a 1906 motor race, black and white film (Theora, 15 fps)"),
+    Clip("g1.avi", "debian", "python3-mecavideo", "usr/share/pymecavideo/data/video/g1.avi", "a cyclist, 0.6 s"),
+    Clip("balle1-vp9.avi", "debian", "python3-mecavideo", "usr/share/pymecavideo/data/video/balle1-vp9.avi",
+         "a ball dropped in a classroom (VP9 in AVI, 187 fps claimed)"),
+    Clip("Principe_inertie.avi", "debian", "python3-mecavideo", "usr/share/pymecavideo/data/video/Principe_inertie.avi",
+         "a puck pushed across a table, 1.2 s"),
+    Clip("retroMars2018.avi", "debian", "python3-mecavideo", "usr/share/pymecavideo/data/video/retroMars2018.avi",
+         "planets against black sky charts, 10 fps"),
+    Clip("hug-movie.mp4", "debian", "python3-hug-doc", "usr/share/doc/python3-hug/examples/streaming_movie_server/movie.mp4",
+         "a toy robot on a table"),
+    Clip("tour.mp4", "debian", "pampi", "usr/share/pampi/presentations/data/pampi-help/tour.mp4",
+         "a 3D cartoon character, saturated colours"),
+    Clip("homer.avi", "debian", "gem-doc", "usr/share/gem/examples/data/homer.avi", "a cartoon (Indeo 3, 160x120)"),
+    Clip("anim-1.mov", "debian", "gem-doc", "usr/share/gem/examples/data/anim-1.mov", "a rendered teapot scene (MJPEG)"),
+    Clip("alea.mpg", "debian", "gem-doc", "usr/share/gem/examples/data/alea.mpg", "small cubes on black (MPEG-1)"),
+    Clip("birds.mp4", "debian", "wordpress-theme-twentytwentytwo",
+         "usr/share/wordpress/wp-content/themes/twentytwentytwo/assets/videos/birds.mp4", "a pattern of birds, 1 s"),
+    Clip("wannaworktogether.mp4", "debian", "openboard-common",
+         "usr/share/openboard/library/videos/wannaworktogether.mp4", "a motion-graphics explainer with cuts (CC BY)",
+         seconds=60.0),
 )
 
 
@@ -130,7 +152,7 @@ def footage_clips(folder: Path | str) -> list[tuple[Path, float | None]]:
     if not folder.is_dir():
         raise InvalidInputError(f"{folder}: footage folder not found (muvi eval --fetch-footage {folder} makes one)")
     known = {c.name: c for c in FOOTAGE}
-    videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".mp4", ".mov", ".avi", ".mpg", ".mkv", ".webm"))
+    videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".mp4", ".mov", ".avi", ".mpg", ".mkv", ".webm", ".ogv"))
     if not videos:
         raise InvalidInputError(f"{folder}: no video files")
     order = {c.name: i for i, c in enumerate(FOOTAGE)}
@@ -235,8 +257,8 @@ def _row(name: str, r: dict[str, Any], bare: dict[str, Any], medians: dict[str, 
         "sting": sting, "plays_drums": plays_drums,
         "cuts_on_beats": r["accent_hit_rate_cuts"], "accent_hit_rate": r["accent_hit_rate_all"],
         "in_scale_ratio": mu.get("in_scale_ratio_sampled"), "notes_per_bar": round(total, 2), "notes_per_bar_cfg0": round(total0, 2),
-        "intensity_spearman": r["curves"].get("intensity_spearman"), "retries": r["joins"]["retries"],
-        "silent_stems_left": r["joins"]["silent_stems_left"], "held_stem_bars": r["curves"].get("held_to_curve", {}).get("raised", 0)
+        "intensity_spearman": r["curves"].get("intensity_spearman"),
+        "silent_stem_bars_left": r["joins"]["silent_stem_bars_left"], "silent_stems_left": r["joins"]["silent_stems_left"], "held_stem_bars": r["curves"].get("held_to_curve", {}).get("raised", 0)
         + r["curves"].get("held_to_curve", {}).get("lowered", 0), "stems": stems,
         "ending": r["shape"]["ending"], "ends_on_tonic_downbeat": r["shape"]["ends_on_tonic_downbeat"],
         "pitched_notes_past_end": r["shape"]["pitched_notes_past_end"], "sections": len(r["sections"]),
@@ -271,7 +293,7 @@ def footage_targets(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "stings": sum(r["sting"] for r in rows),
         "distinct_keys": len(set(keys)), "modes": sorted({k.split()[-1] for k in keys}),
         "intensity_spearman_mean": float(np.mean(rho)) if rho else None, "intensity_spearman_clips": len(rho),
-        "takes_with_retries": sum(r["retries"] > 0 for r in rows),
+        "takes_with_silent_join_bars": sum(r["silent_stem_bars_left"] > 0 for r in rows),
         "silent_stems_left": sum(r["silent_stems_left"] for r in rows),
         "ends_on_tonic_downbeat": sum(bool(r["ends_on_tonic_downbeat"]) for r in rows),
         "takes_with_notes_past_end": sum(r["pitched_notes_past_end"] > 0 for r in rows),
@@ -309,8 +331,8 @@ def footage_markdown(report: dict[str, Any]) -> list[str]:
               f"{t['clips'] - t['stings']} (the other {t['stings']} are stings); "
               f"{t['distinct_keys']} distinct keys, modes {', '.join(t['modes'])}; mean intensity ρ "
               + ("—" if t["intensity_spearman_mean"] is None else f"{t['intensity_spearman_mean']:.2f}")
-              + f" over {t['intensity_spearman_clips']} clips; takes with a join or silent-stem retry: "
-              f"{t['takes_with_retries']}; pitched stems left silent: {t['silent_stems_left']}.",
+              + f" over {t['intensity_spearman_clips']} clips; takes where a stem playing through a join "
+              f"falls silent at it: {t['takes_with_silent_join_bars']}; pitched stems left silent: {t['silent_stems_left']}.",
               "", f"Endings (`auto`): {t['ends_on_tonic_downbeat']} of {t['clips']} takes end with the tonic on a downbeat "
               f"in the last bar; takes with a pitched note past the out point: {t['takes_with_notes_past_end']}. "
               f"Looped takes with hit points (a hit at a third, a stop at two thirds): {t['hits_within_1_frame']} of "

@@ -13,10 +13,9 @@ the server (through :class:`Generator`) and the evaluation call the same ones:
 4. :func:`condition_stage` — the control curves and the tags (:class:`Conditioning`);
 5. :meth:`Generator.sample_stage` — window by window (16 bars, 4 bars overlap: each window after
    the first gets the end of the previous one as its in-context prompt, the first one the
-   user's prompt, the last one the planned ending as a clean suffix). A window where a pitched
-   stem is silent throughout, or whose bars at a join leave a stem that plays through it
-   silent, is sampled again with the next seed, up to ``JOIN_TRIES`` times, keeping the best —
-   judged on the music as it will be decoded, held to its control curves (:class:`Sampled`);
+   user's prompt, the last one the planned ending as a clean suffix). The report counts the
+   bars where a stem that plays through a join falls silent at it, and the pitched stems left
+   silent, judged on the music as it will be decoded, held to its control curves (:class:`Sampled`);
 6. :func:`notes_stage` — decode with each stem held near its curve, shape to the edit
    (fills, hit accents, the ending), transpose from the model's common tonic to the key, snap
    to the scale (:class:`Music`);
@@ -90,7 +89,6 @@ ALL_STEMS = STEMS
 BPM_RANGE = (40.0, 240.0)  # a pinned tempo
 MAX_CFG = 15.0
 MAX_STEPS = 200
-JOIN_TRIES = 4  # samples per window at most while a join leaves a playing stem silent for a bar
 LOOP_BEATS = 4  # a loop's last window is sampled into this many beats of the take's start
 STAGING_MARK = ".muvi-staging"  # in every staging folder while a result is written
 AUDIO_SCRATCH = ".audio"  # in a staging folder: the rendered stems and the mix, raw, while the job runs
@@ -809,14 +807,37 @@ class Generator:
         if plan.shape.ending == "loop":
             if len(window_spans(plan.n_model, options.window_bars * bar, options.overlap_bars * bar)) == 1:
                 # one window: its own start is known only now; sample it again into it
-                tokens, t2, more = self._sample_windows(cond, options, plan=plan, user_prompt=None, suffix=None,
+                tokens, t2, _ = self._sample_windows(cond, options, plan=plan, user_prompt=None, suffix=None,
                                                         progress=prog, should_stop=should_stop, loop_from=tokens)
                 t_cond += t2
-                joins["retries"] += more["retries"]
             joins["wrap_silent_stem_bars"] = wrap_gaps(tokens[: plan.n_steps], cond.decoder, bar=bar,
                                                        stems=options.stems, requested=cond.requested,
                                                        slack=cond.slack)
         return Sampled(tokens[: plan.n_steps], joins, t_cond)
+
+    @staticmethod
+    def _judge_window(out: np.ndarray, tokens: np.ndarray, cond: Conditioning, options: GenerateOptions, *,
+                      plan: Plan, span: tuple[int, int], keep: int, joins_after: bool, lone: bool,
+                      wrap: bool) -> tuple[int, int]:
+        """What report.json says of a sampled window, judged as it will be decoded, each stem held
+        to its control curve: the bars where a stem that plays through a join falls silent at it
+        (a loop's wrap-around is a join too), and the pitched stems the curves ask for that stay
+        silent through all of it. (A window used to be sampled again with the next seed while
+        either happened; once the curves held every stem, no take of the real-footage suite, its
+        repeats at other seeds or the 60-minute timeline needed it, and it was removed.)"""
+        s0, s1 = span
+        bar, n_real = plan.bar, plan.n_steps
+        req = {ch: v[s0 // bar: s1 // bar] for ch, v in cond.requested.items()}
+        asked = [s for s in options.stems if max(req.get(f"intensity_{s}", [0.0]) or [0.0]) > 0]
+        real = out[: max(0, min(n_real, s1) - s0)]  # padding only ever follows a lone window
+        counts = _bar_counts(real, cond.decoder, bar=bar, stems=options.stems, requested=req, slack=cond.slack)
+        gaps = 0 if lone else join_gaps(real, cond.decoder, bar=bar, stems=options.stems, head=keep if s0 > 0 else None,
+                                        tail=joins_after, counts=counts)
+        silent = silent_stems(real, cond.decoder, bar=bar, stems=options.stems, start=keep, counts=counts, asked=asked)
+        if wrap:
+            gaps += wrap_gaps(tokens[:n_real], cond.decoder, bar=bar, stems=options.stems, requested=cond.requested,
+                              slack=cond.slack)
+        return gaps, silent
 
     def _ending_suffix(self, plan: Plan, options: GenerateOptions) -> np.ndarray | None:
         """(n_steps - suffix_start, F) tokens of the planned cadence (to the end of the bar that
@@ -847,7 +868,7 @@ class Generator:
         spans = window_spans(n_steps, win, ov)
         prev: np.ndarray | None = None
         t_cond = 0.0
-        joins: dict[str, Any] = {"windows": len(spans), "retries": 0, "silent_stem_bars_left": 0, "silent_stems_left": 0}
+        joins: dict[str, Any] = {"windows": len(spans), "silent_stem_bars_left": 0, "silent_stems_left": 0}
         loop = plan.shape.ending == "loop"
         for k, (s0, s1) in enumerate(spans):
             n = s1 - s0
@@ -883,42 +904,17 @@ class Generator:
             def step_progress(i: int, total: int, k: int = k) -> None:
                 progress("sampling", (k + i / total) / len(spans))
 
-            # a window is sampled again (next seed) while a pitched stem is silent through all
-            # of it, or, where it meets another window, a stem that plays through it falls silent
-            # for a bar at the join; the best try is kept (a silent stem weighs as all its bars,
-            # and of equal tries the first wins). Both are judged on the window decoded as it
-            # will be, each stem held to its control curve
-            req = {ch: v[s0 // bar: s1 // bar] for ch, v in cond.requested.items()}
-            asked = [s for s in options.stems if max(req.get(f"intensity_{s}", [0.0]) or [0.0]) > 0]
             fn = guided_velocity(self.backend.velocity, cond=c, uncond=unc, scale=cond.cfg, prompt=prompt, prompt_mask=mask)
-            best: tuple[int, int, int, np.ndarray] | None = None
-            for attempt in range(JOIN_TRIES):
-                gen = torch.Generator().manual_seed(options.seed * 1000 + k + 100_000 * attempt + 7 * (loop_from is not None))
-                noise = torch.randn(1, n, spec.token_dim, generator=gen)
-                out = sample(fn, noise, steps=options.steps, method=options.sampler, prompt=prompt, prompt_mask=mask,
-                             progress=step_progress if attempt == 0 else None, should_stop=should_stop)[0].numpy()
-                real = out[: max(0, min(n_real, s1) - s0)]  # padding only ever follows a lone window
-                counts = _bar_counts(real, cond.decoder, bar=bar, stems=options.stems, requested=req, slack=cond.slack)
-                gaps = join_gaps(real, cond.decoder, bar=bar, stems=options.stems, head=keep if k > 0 else None,
-                                 tail=k + 1 < len(spans), counts=counts) if len(spans) > 1 else 0
-                silent = silent_stems(real, cond.decoder, bar=bar, stems=options.stems, start=keep, counts=counts,
-                                      asked=asked)
-                if last and loop and (k > 0 or loop_from is not None):  # the wrap-around is a join too
-                    take = tokens.copy()
-                    take[s0:s1] = out
-                    gaps += wrap_gaps(take[:n_real], cond.decoder, bar=bar, stems=options.stems,
-                                      requested=cond.requested, slack=cond.slack)
-                penalty = gaps + silent * max(1, n // bar)
-                if best is None or penalty < best[0]:
-                    best = (penalty, gaps, silent, out)
-                if penalty == 0:
-                    break
-                joins["retries"] += attempt + 1 < JOIN_TRIES
-            assert best is not None
-            joins["silent_stem_bars_left"] += best[1]
-            joins["silent_stems_left"] += best[2]
-            out = best[3]
+            gen = torch.Generator().manual_seed(options.seed * 1000 + k + 7 * (loop_from is not None))
+            noise = torch.randn(1, n, spec.token_dim, generator=gen)
+            out = sample(fn, noise, steps=options.steps, method=options.sampler, prompt=prompt, prompt_mask=mask,
+                         progress=step_progress, should_stop=should_stop)[0].numpy()
             tokens[s0:s1] = out  # its prompt regions are the prompt exactly
+            gaps, silent = self._judge_window(out, tokens, cond, options, plan=plan, span=(s0, s1), keep=keep,
+                                              joins_after=k + 1 < len(spans), lone=len(spans) == 1,
+                                              wrap=last and loop and (k > 0 or loop_from is not None))
+            joins["silent_stem_bars_left"] += gaps
+            joins["silent_stems_left"] += silent
             prev = out
         return tokens, t_cond, joins
 

