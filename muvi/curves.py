@@ -38,7 +38,7 @@ from muvi.music.score import Note
 
 __all__ = [
     "CONTROLS", "N_CONTROLS", "CONTROL_CHANNELS", "QUANTILES", "music_curves", "curve_tokens", "curve_dropout",
-    "CurveRanges", "corpus_curve_ranges", "picture_levels", "rank_levels", "parse_energy", "parse_energy_curve",
+    "CurveRanges", "corpus_curve_ranges", "picture_levels", "rank_levels", "quantile_levels", "parse_energy", "parse_energy_curve",
     "EnergyCurve", "ENERGY_LEVELS", "spearman", "timeline_controls", "auto_quantiles", "follow_curves",
     "decode_following", "onset_share",
 ]
@@ -52,8 +52,12 @@ ENERGY_LEVELS = {"low": 0.25, "medium": 0.5, "high": 0.75}
 # the automatic curve spans this much of the style's quantile range. It was 0.6: a bar's request
 # then moved by less than one onset from its neighbours' in the styles whose range is narrow
 # (cinematic: 0.44-0.62 of the steps), which no decoding can follow; at 0.9 the picture's calm
-# and busy bars differ audibly (held-out synthetic mean rho 0.63 -> 0.73 on 16 windows, guided)
-AUTO_SPREAD = 0.9
+# and busy bars differ audibly (held-out synthetic mean rho 0.63 -> 0.73 on 16 windows, guided).
+# 1.2 since the levels are a take's own bars' expected quantiles (quantile_levels: 1/(n+1) ..
+# n/(n+1), no longer ranked among a short take's mirrored padding): a 16-bar window spans about
+# what it did at 0.9 (0.03-0.97), a 3-bar take 0.2-0.8 instead of the extremes (real footage,
+# 28 clips: stems within 0.5-2x of the corpus median 19 -> 21 of 23 takes, mean rho 0.76 -> 0.75)
+AUTO_SPREAD = 1.2
 _DENSITY_NORM = float(np.log1p(64.0))
 
 
@@ -199,15 +203,37 @@ def rank_levels(x: np.ndarray) -> np.ndarray:
     return (rankdata(x) - 1.0) / (len(x) - 1.0)
 
 
+def quantile_levels(x: np.ndarray) -> np.ndarray:
+    """The expected quantile of each value's rank among ``x``, ``rank / (n + 1)`` (ties share
+    their mean rank; all equal → 0.5): the levels of n bars lie in [1/(n+1), n/(n+1)], so a
+    clip of a few bars does not ask for the extremes of a style's range on so little evidence."""
+    x = np.asarray(x, np.float64)
+    if len(x) < 2 or np.ptp(x) < 1e-12:
+        return np.full(len(x), 0.5)
+    from scipy.stats import rankdata
+
+    return rankdata(x) / (len(x) + 1.0)
+
+
+def _mirrored(levels: np.ndarray, n: int) -> np.ndarray:
+    """(n,) ``levels`` continued past their end as the picture is (played backwards, then forwards)."""
+    k = len(levels)
+    j = np.arange(n) % (2 * k)
+    return levels[np.where(j < k, j, 2 * k - 1 - j)]
+
+
 def picture_levels(*, motion: np.ndarray, cuts: Sequence[int], features: np.ndarray, positions: np.ndarray,
-                   steps_per_bar: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+                   steps_per_bar: int, take_bars: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Per-bar (energy level, novelty level) in [0, 1] from the picture, plus the raw measures.
 
     ``motion`` (frames,) and ``features`` (frames, D) are per sampled frame, ``cuts`` the cut
     frames, ``positions`` the fractional frame of each grid step (n_steps,). Per bar: mean
-    motion and cuts per bar; the energy level is the rank of ``0.6·rank(motion) +
-    0.4·rank(cut rate)`` within the timeline; novelty is the rank of the visual features'
-    change from the previous bar (features z-scored per clip with robust statistics)."""
+    motion and cuts per bar; the energy level is the :func:`quantile_levels` of ``0.6·rank(motion) +
+    0.4·rank(cut rate)`` within the timeline; novelty is that of the visual features'
+    change from the previous bar (features z-scored per clip with robust statistics). Only the
+    first ``take_bars`` bars (the timeline's own; default all) are ranked: the bars past them
+    (a short take is sampled as a whole window over its picture mirrored) repeat their levels
+    mirrored, as the picture is."""
     n_steps = len(positions)
     n_bars = max(1, -(-n_steps // steps_per_bar))
     n_frames = len(motion)
@@ -228,11 +254,12 @@ def picture_levels(*, motion: np.ndarray, cuts: Sequence[int], features: np.ndar
         mot[b] = float(np.mean(motion[span])) if n_frames else 0.0
         cut[b] = float(cut_frames[span].sum())
         feat[b] = fz[span].mean(axis=0)
-    energy = rank_levels(0.6 * rank_levels(mot) + 0.4 * rank_levels(cut))
+    k = n_bars if take_bars is None else max(1, min(n_bars, take_bars))
+    energy = _mirrored(quantile_levels(0.6 * rank_levels(mot[:k]) + 0.4 * rank_levels(cut[:k])), n_bars)
     nov_raw = novelty(feat - feat.mean(axis=0))
     if n_bars > 1:
         nov_raw[0] = nov_raw[1]
-    return energy, rank_levels(nov_raw), {"motion": mot, "cuts": cut, "visual_novelty": nov_raw}
+    return energy, _mirrored(quantile_levels(nov_raw[:k]), n_bars), {"motion": mot, "cuts": cut, "visual_novelty": nov_raw}
 
 
 def timeline_controls(ranges: CurveRanges | None, *, motion: np.ndarray, cuts: Sequence[int], frame_features: np.ndarray,
@@ -249,7 +276,7 @@ def timeline_controls(ranges: CurveRanges | None, *, motion: np.ndarray, cuts: S
     if ranges is None:
         return np.zeros((n_steps, CONTROL_CHANNELS), np.float32), {"source": "none (no curve ranges in the checkpoint)"}
     levels, nov, raw = picture_levels(motion=motion, cuts=cuts, features=frame_features, positions=positions,
-                                      steps_per_bar=bar)
+                                      steps_per_bar=bar, take_bars=n_bars)
     if curve is not None:
         q, source = np.clip(curve.at(np.array([bar_time(b) for b in range(len(levels))])), 0.0, 1.0), "energy curve"
     else:

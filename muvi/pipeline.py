@@ -366,10 +366,10 @@ def plan_stage(decoded: Decoded, analysis: Analysis, options: GenerateOptions, *
     n_model = max(n_steps + (LOOP_BEATS * spb if ending == "loop" else 0), options.window_bars * bar)
     positions = torch.from_numpy(grid_positions(tempo, n_model, steps_per_beat=spb, fps=FPS,
                                                 n_frames=len(decoded.frames), beyond="mirror"))
+    n_bars = n_steps // bar
     levels, _, raw = picture_levels(motion=analysis.motion, cuts=list(analysis.cuts),
                                     features=analysis.small.reshape(len(analysis.small), -1, 3).mean(axis=1),
-                                    positions=positions.numpy(), steps_per_bar=bar)
-    n_bars = n_steps // bar
+                                    positions=positions.numpy(), steps_per_bar=bar, take_bars=n_bars)
     marker_bars = [round(tempo.beat_at(Fraction(s)) * spb / bar) for s in options.sections]
     sections = plan_sections(levels, raw["cuts"], n_bars=n_bars, marker_bars=marker_bars)
     landed = {lnd.time: lnd for lnd in landings}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from muvi.curves import (CONTROL_CHANNELS, CONTROLS, N_CONTROLS, CurveRanges, auto_quantiles, curve_dropout,
-                         curve_tokens, music_curves, parse_energy, parse_energy_curve, picture_levels, rank_levels,
+                         curve_tokens, music_curves, parse_energy, parse_energy_curve, picture_levels, quantile_levels, rank_levels,
                          spearman)
 from muvi.errors import InvalidInputError
 from muvi.music.score import Note
@@ -79,6 +79,9 @@ def test_picture_levels_follow_motion_and_cuts() -> None:
     assert raw["cuts"][3] == 1
     flat, _, _ = picture_levels(motion=np.full(80, 0.02), cuts=[], features=feats, positions=pos, steps_per_bar=16)
     assert np.allclose(flat, 0.5)
+    # a take of 3 bars (calm, calm, busy) sampled as 4: only its own bars are ranked, the 4th mirrors the 3rd
+    short, nov, _ = picture_levels(motion=motion, cuts=[], features=feats, positions=pos, steps_per_bar=16, take_bars=3)
+    assert np.allclose(short, [0.375, 0.375, 0.75, 0.75]) and nov[3] == nov[2]
 
 
 def test_energy_controls() -> None:
@@ -103,6 +106,7 @@ def test_a_malformed_energy_curve_is_refused_naming_the_point(text: str, match: 
 
 def test_rank_levels_and_spearman() -> None:
     assert np.allclose(rank_levels([3, 1, 2]), [1.0, 0.0, 0.5])
+    assert np.allclose(quantile_levels([3, 1, 2]), [0.75, 0.25, 0.5]) and np.allclose(quantile_levels([5, 5]), 0.5)
     assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
     assert spearman([1, 1, 1], [1, 2, 3]) is None
 
