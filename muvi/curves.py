@@ -193,26 +193,27 @@ def corpus_curve_ranges(corpus: Any, ids: Sequence[int]) -> CurveRanges:
 
 # -- the picture's levels --------------------------------------------------------------------
 
-def rank_levels(x: np.ndarray) -> np.ndarray:
-    """Ranks of ``x`` scaled to [0, 1] (ties share their mean rank; all equal → 0.5)."""
+def _scaled_ranks(x: np.ndarray, *, offset: float, extra: float) -> np.ndarray:
+    """``(rank + offset) / (n + extra)`` of each value of ``x`` (ties share their mean rank,
+    ranks from 1; all equal → 0.5)."""
     x = np.asarray(x, np.float64)
     if len(x) < 2 or np.ptp(x) < 1e-12:
         return np.full(len(x), 0.5)
     from scipy.stats import rankdata
 
-    return (rankdata(x) - 1.0) / (len(x) - 1.0)
+    return (rankdata(x) + offset) / (len(x) + extra)
+
+
+def rank_levels(x: np.ndarray) -> np.ndarray:
+    """Ranks of ``x`` scaled to [0, 1] (ties share their mean rank; all equal → 0.5)."""
+    return _scaled_ranks(x, offset=-1.0, extra=-1.0)
 
 
 def quantile_levels(x: np.ndarray) -> np.ndarray:
     """The expected quantile of each value's rank among ``x``, ``rank / (n + 1)`` (ties share
     their mean rank; all equal → 0.5): the levels of n bars lie in [1/(n+1), n/(n+1)], so a
     clip of a few bars does not ask for the extremes of a style's range on so little evidence."""
-    x = np.asarray(x, np.float64)
-    if len(x) < 2 or np.ptp(x) < 1e-12:
-        return np.full(len(x), 0.5)
-    from scipy.stats import rankdata
-
-    return rankdata(x) / (len(x) + 1.0)
+    return _scaled_ranks(x, offset=0.0, extra=1.0)
 
 
 def _mirrored(levels: np.ndarray, n: int) -> np.ndarray:

@@ -669,7 +669,7 @@ def _report(decoded: Decoded, options: GenerateOptions, analysis: Analysis, plan
     timeline = decoded.timeline
     start_sample, n_samples = timeline.sample_range()
     tempo, duration = plan.tempo, timeline.duration.seconds
-    flags = plan.accent_hits
+    flags, judged = plan.accent_hits, plan.take_bars
     cut_flags = [f for a, f in zip(plan.accents, flags) if a.kind == "cut"]
     return {
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
@@ -688,8 +688,8 @@ def _report(decoded: Decoded, options: GenerateOptions, analysis: Analysis, plan
                                                 tempo.beat_times(duration), frame_rate=timeline.rate.fraction),
         "accent_hit_rate_all": (sum(flags) / len(flags)) if flags else math.nan,
         "cuts_on_beats": f"{sum(cut_flags)}/{len(cut_flags)}",
-        "musicality": {**musicality(music.score, key=plan.key, stems=list(options.stems), bars=plan.take_bars[1],
-                                    first_bar=plan.take_bars[0], played=plan.played),
+        "musicality": {**musicality(music.score, key=plan.key, stems=list(options.stems), bars=judged[1],
+                                    first_bar=judged[0], played=plan.played),
                        "in_scale_ratio_sampled": music.in_scale_sampled},
         "performance": music.performance.stats(music.score) if music.performance is not None else None,
     }
@@ -816,15 +816,15 @@ class Generator:
         return Sampled(tokens[: plan.n_steps], joins, t_cond)
 
     @staticmethod
-    def _judge_window(out: np.ndarray, tokens: np.ndarray, cond: Conditioning, options: GenerateOptions, *,
-                      plan: Plan, span: tuple[int, int], keep: int, joins_after: bool, lone: bool,
-                      wrap: bool) -> tuple[int, int]:
+    def _judge_window(out: np.ndarray, cond: Conditioning, options: GenerateOptions, *, plan: Plan,
+                      span: tuple[int, int], keep: int, joins_after: bool, lone: bool) -> tuple[int, int]:
         """What report.json says of a sampled window, judged as it will be decoded, each stem held
-        to its control curve: the bars where a stem that plays through a join falls silent at it
-        (a loop's wrap-around is a join too), and the pitched stems the curves ask for that stay
-        silent through all of it. (A window used to be sampled again with the next seed while
-        either happened; once the curves held every stem, no take of the real-footage suite, its
-        repeats at other seeds or the 60-minute timeline needed it, and it was removed.)"""
+        to its control curve: the bars where a stem that plays through a join with another window
+        falls silent at it (a loop's wrap-around: :func:`wrap_gaps`, once for the take), and the
+        pitched stems the curves ask for that stay silent through all of it. (A window used to be
+        sampled again with the next seed while either happened; once the curves held every stem,
+        no take of the real-footage suite, its repeats at other seeds or the 60-minute timeline
+        needed it, and it was removed.)"""
         s0, s1 = span
         bar, n_real = plan.bar, plan.n_steps
         req = {ch: v[s0 // bar: s1 // bar] for ch, v in cond.requested.items()}
@@ -834,9 +834,6 @@ class Generator:
         gaps = 0 if lone else join_gaps(real, cond.decoder, bar=bar, stems=options.stems, head=keep if s0 > 0 else None,
                                         tail=joins_after, counts=counts)
         silent = silent_stems(real, cond.decoder, bar=bar, stems=options.stems, start=keep, counts=counts, asked=asked)
-        if wrap:
-            gaps += wrap_gaps(tokens[:n_real], cond.decoder, bar=bar, stems=options.stems, requested=cond.requested,
-                              slack=cond.slack)
         return gaps, silent
 
     def _ending_suffix(self, plan: Plan, options: GenerateOptions) -> np.ndarray | None:
@@ -910,9 +907,8 @@ class Generator:
             out = sample(fn, noise, steps=options.steps, method=options.sampler, prompt=prompt, prompt_mask=mask,
                          progress=step_progress, should_stop=should_stop)[0].numpy()
             tokens[s0:s1] = out  # its prompt regions are the prompt exactly
-            gaps, silent = self._judge_window(out, tokens, cond, options, plan=plan, span=(s0, s1), keep=keep,
-                                              joins_after=k + 1 < len(spans), lone=len(spans) == 1,
-                                              wrap=last and loop and (k > 0 or loop_from is not None))
+            gaps, silent = self._judge_window(out, cond, options, plan=plan, span=(s0, s1), keep=keep,
+                                              joins_after=k + 1 < len(spans), lone=len(spans) == 1)
             joins["silent_stem_bars_left"] += gaps
             joins["silent_stems_left"] += silent
             prev = out
