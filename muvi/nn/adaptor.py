@@ -26,7 +26,7 @@ from torch import nn
 from muvi.errors import InvalidInputError
 from muvi.music.tempo import TempoMap
 
-__all__ = ["AGGREGATIONS", "VisualAdaptor", "grid_positions", "robust_normalise"]
+__all__ = ["AGGREGATIONS", "VisualAdaptor", "grid_positions", "mirror_positions", "robust_normalise"]
 
 AGGREGATIONS = ("softmax", "sigmoid", "attention", "average", "cls")
 
@@ -48,10 +48,19 @@ def grid_positions(
     pos = np.maximum(np.asarray([float(tempo.time_at(Fraction(s, steps_per_beat)) * fps) for s in range(n_steps)],
                                 np.float64), 0.0)
     last = max(0, n_frames - 1)
-    if beyond == "mirror" and last > 0:
-        phase = np.mod(pos, 2 * last)
-        pos = np.where(phase <= last, phase, 2 * last - phase)
+    if beyond == "mirror":
+        pos = mirror_positions(pos, n_frames)
     return np.clip(pos, 0.0, last).astype(np.float32)
+
+
+def mirror_positions(pos: np.ndarray, n_frames: int) -> np.ndarray:
+    """Fractional frame positions past the last of ``n_frames`` folded back into them: the
+    frames played backwards, then forwards again (a short take's picture under a whole window)."""
+    last = max(0, n_frames - 1)
+    if last == 0:
+        return np.zeros_like(pos)
+    phase = np.mod(pos, 2 * last)
+    return np.where(phase <= last, phase, 2 * last - phase)
 
 
 # the spread below which a feature counts as constant over the clip (its z-score stays small)

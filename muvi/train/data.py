@@ -33,7 +33,7 @@ from muvi.music.corpus import Corpus
 from muvi.music.keys import Key, normalise_key_shift, transpose
 from muvi.music.score import Note, Score
 from muvi.music.tempo import TempoMap
-from muvi.nn.adaptor import grid_positions
+from muvi.nn.adaptor import grid_positions, mirror_positions
 from muvi.nn.encoders import VisualEncoder
 from muvi.nn.model import ModelConfig
 from muvi.train.synthvideo import render_paired_video
@@ -115,6 +115,9 @@ class CorpusWindows(Dataset):
         # the share of items whose texture is varied by section (muvi.train.texture); the
         # trainer sets it per stage (StageConfig.texture_p)
         self.texture_p = 0.0
+        # the share of paired items whose picture is a short take's (short_take): the trainer
+        # sets it per stage (StageConfig.short_take_p)
+        self.short_take_p = 0.0
         self.windows: list[_Window] = []
         for i in ids:
             p = corpus.pieces[i]
@@ -184,6 +187,30 @@ class CorpusWindows(Dataset):
         return self.item(index, salt)[0]
 
 
+SHORT_TAKE_BARS = (1, 2, 3, 4)
+
+
+def short_take(item: dict[str, torch.Tensor], windows: CorpusWindows, index: int, salt: int) -> dict[str, torch.Tensor]:
+    """With probability ``windows.short_take_p``, the picture of a short take sampled as a whole
+    window, as the pipeline samples one: only the frames of the window's first 1-4 bars, played
+    backwards and forwards under the rest of the music (``grid_positions(beyond="mirror")``).
+    Untrained, a take of a bar or two read as a picture with no cuts and no hits, which the
+    synthetic pairs pair with music without drums: the pop drums of 3-5 s real clips fell silent
+    under curves asking for them. Its own generator: the item's other draws stay as they were."""
+    if windows.short_take_p <= 0:
+        return item
+    rng = item_rng("short-take", windows.seed, index, salt)
+    if rng.random() >= windows.short_take_p:
+        return item
+    pos = item["positions"].numpy()
+    bar = windows.spec.steps_per_bar
+    k = int(rng.choice(SHORT_TAKE_BARS)) * bar
+    n = int(min(item["patches"].shape[0], max(2, math.ceil(float(pos[min(k, len(pos)) - 1])) + 1)))
+    item["patches"] = item["patches"][:n]
+    item["positions"] = torch.from_numpy(np.clip(mirror_positions(pos, n), 0, n - 1).astype(np.float32))
+    return item
+
+
 class PairedWindows(Dataset):
     """Corpus windows with synthetic paired video features (see the module docstring)."""
 
@@ -222,7 +249,7 @@ class PairedWindows(Dataset):
         pos = grid_positions(score.tempo, self.windows.steps, steps_per_beat=score.steps_per_beat, fps=self.fps,
                              n_frames=n_frames)
         item.update(patches=patches, positions=torch.from_numpy(pos))
-        return item
+        return short_take(item, self.windows, index, salt)
 
 
 class UserPairs(Dataset):
@@ -404,4 +431,4 @@ class PairedCache(Dataset):
         a, b = int(self.offsets[k]), int(self.offsets[k + 1])
         item["patches"] = torch.from_numpy(np.asarray(self.patches[a:b], dtype=np.float32))
         item["positions"] = torch.from_numpy(np.array(self.positions[k]))
-        return item
+        return short_take(item, self.paired.windows, index, salt)

@@ -73,6 +73,9 @@ class StageConfig:
     # the share of training windows whose texture is varied by section (muvi.train.texture), so
     # the control curves vary within a window as the music does and the DiT learns their shape
     texture_p: float = 0.0
+    # the share of paired windows whose picture is a short take's, mirrored under the window as
+    # the pipeline samples a take of a few bars (muvi.train.data.short_take)
+    short_take_p: float = 0.0
     contrastive: dict[str, Any] = field(default_factory=dict)  # ContrastiveOptions overrides
 
     def __post_init__(self) -> None:
@@ -82,8 +85,9 @@ class StageConfig:
             raise InvalidInputError(f"stage {self.name}: steps ≥ 0, batch ≥ 1 and lr > 0 are required")
         if not 0.0 < self.control_lr_scale <= 100.0:
             raise InvalidInputError(f"stage {self.name}: control_lr_scale must be within (0, 100], got {self.control_lr_scale}")
-        if not 0.0 <= self.texture_p <= 1.0:
-            raise InvalidInputError(f"stage {self.name}: texture_p must be within [0, 1], got {self.texture_p}")
+        for name in ("texture_p", "short_take_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InvalidInputError(f"stage {self.name}: {name} must be within [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.adaptor_lr_scale <= 1.0:
             raise InvalidInputError(f"stage {self.name}: adaptor_lr_scale must be within [0, 1], "
                                     f"got {self.adaptor_lr_scale}")
@@ -427,7 +431,7 @@ class Trainer:
 
         dataset = data["music" if stage.name == "pretrain" else "paired"]
         for windows in self._training_windows:  # after the paired cache is built: its videos are of the music as written
-            windows.texture_p = stage.texture_p
+            windows.texture_p, windows.short_take_p = stage.texture_p, stage.short_take_p
         loader = DataLoader(
             dataset, collate_fn=collate, num_workers=self.config.workers,
             batch_sampler=_StepSampler(len(dataset), stage.batch, seed=self.config.seed, stage=si, start=start,

@@ -96,6 +96,32 @@ def test_paired_cache_serves_what_the_generator_makes(corpus_dir: Path, tmp_path
     assert np.array_equal(np.asarray(parallel.patches), np.asarray(cache.patches))
 
 
+def test_short_take_pictures_mirror_the_first_bars_as_the_pipeline_does(corpus_dir: Path, tmp_path: Path) -> None:
+    from muvi.nn.adaptor import grid_positions
+    from muvi.train.data import PairedCache
+
+    c = Corpus(corpus_dir)
+    w = CorpusWindows(c, list(range(4)), ModelConfig(dit=preset("tiny")), steps=64)
+    pw = PairedWindows(w, LowLevelEncoder())
+    cache = PairedCache(pw, tmp_path / "cache", variants=1)
+    whole = [pw[(i, 0)] for i in range(len(w))]
+    w.short_take_p = 1.0
+    lengths = []
+    for i, full in enumerate(whole):
+        for item in (pw[(i, 0)], cache[(i, 0)]):
+            n = item["patches"].shape[0]
+            lengths.append(n / full["patches"].shape[0])
+            assert torch.allclose(item["patches"], full["patches"][:n], atol=2e-2)
+            assert torch.equal(item["tokens"], full["tokens"])  # the music is the whole window's
+            score = w.window_score(i)
+            want = grid_positions(score.tempo, 64, steps_per_beat=score.steps_per_beat, fps=10, n_frames=n,
+                                  beyond="mirror")
+            assert np.allclose(item["positions"].numpy(), want, atol=1e-4)
+    assert min(lengths) < 0.5  # a bar or two of a 4-bar window's picture
+    w.short_take_p = 0.0
+    assert torch.equal(pw[(0, 0)]["positions"], whole[0]["positions"])
+
+
 def test_user_pairs_from_a_folder(tmp_path: Path) -> None:
     from muvi.media_gen import write_shot_clip
     from muvi.music.midi import write_midi
