@@ -224,8 +224,7 @@ def _mirrored(levels: np.ndarray, n: int) -> np.ndarray:
 
 
 def picture_levels(*, motion: np.ndarray, cuts: Sequence[int], features: np.ndarray, positions: np.ndarray,
-                   steps_per_bar: int, take_bars: int | tuple[int, int] | None = None,
-                   ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+                   steps_per_bar: int, take_bars: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Per-bar (energy level, novelty level) in [0, 1] from the picture, plus the raw measures.
 
     ``motion`` (frames,) and ``features`` (frames, D) are per sampled frame, ``cuts`` the cut
@@ -233,11 +232,9 @@ def picture_levels(*, motion: np.ndarray, cuts: Sequence[int], features: np.ndar
     motion and cuts per bar; the energy level is the :func:`quantile_levels` of ``0.6·rank(motion) +
     0.4·rank(cut rate)`` within the timeline; novelty is that of the visual features'
     change from the previous bar (features z-scored per clip with robust statistics). Only the
-    take's own bars are ranked, ``take_bars`` = [first, end) (an int n: [0, n); default all):
-    the bars past them (a short take is sampled as a whole window over its picture mirrored)
-    repeat their levels mirrored, as the picture is; a pickup bar before ``first``, mostly
-    before the first frame, has the first bar's level (its picture is the first frame held,
-    no measure of the take: ranked, a 1-bar take's one real bar was always the busier of two)."""
+    first ``take_bars`` bars (the timeline's own; default all) are ranked: the bars past them
+    (a short take is sampled as a whole window over its picture mirrored) repeat their levels
+    mirrored, as the picture is."""
     n_steps = len(positions)
     n_bars = max(1, -(-n_steps // steps_per_bar))
     n_frames = len(motion)
@@ -258,43 +255,29 @@ def picture_levels(*, motion: np.ndarray, cuts: Sequence[int], features: np.ndar
         mot[b] = float(np.mean(motion[span])) if n_frames else 0.0
         cut[b] = float(cut_frames[span].sum())
         feat[b] = fz[span].mean(axis=0)
-    first, end = _take_span(take_bars, n_bars)
+    k = n_bars if take_bars is None else max(1, min(n_bars, take_bars))
+    energy = _mirrored(quantile_levels(0.6 * rank_levels(mot[:k]) + 0.4 * rank_levels(cut[:k])), n_bars)
     nov_raw = novelty(feat - feat.mean(axis=0))
     if n_bars > 1:
-        nov_raw[first] = nov_raw[min(first + 1, n_bars - 1)]  # the first bar has no bar before it in the picture
-
-    def spread(own: np.ndarray) -> np.ndarray:  # the take's bars' levels over all the bars
-        return _mirrored(np.r_[np.full(first, own[0]), own], n_bars)
-
-    take = slice(first, end)
-    energy = spread(quantile_levels(0.6 * rank_levels(mot[take]) + 0.4 * rank_levels(cut[take])))
-    return energy, spread(quantile_levels(nov_raw[take])), {"motion": mot, "cuts": cut, "visual_novelty": nov_raw}
-
-
-def _take_span(take_bars: int | tuple[int, int] | None, n_bars: int) -> tuple[int, int]:
-    """[first, end) of the bars ranked, within [0, n_bars) and at least one bar."""
-    first, end = (0, n_bars) if take_bars is None else (0, take_bars) if isinstance(take_bars, int) else take_bars
-    end = max(1, min(n_bars, end))
-    return max(0, min(first, end - 1)), end
+        nov_raw[0] = nov_raw[1]
+    return energy, _mirrored(quantile_levels(nov_raw[:k]), n_bars), {"motion": mot, "cuts": cut, "visual_novelty": nov_raw}
 
 
 def timeline_controls(ranges: CurveRanges | None, *, motion: np.ndarray, cuts: Sequence[int], frame_features: np.ndarray,
                       positions: np.ndarray, style: str | None, energy: float, curve: "EnergyCurve | None", bar: int,
                       n_bars: int, bar_time: Any, level_shift: np.ndarray | None = None,
-                      novel_bars: Sequence[int] = (), take_bars: tuple[int, int] | None = None,
-                      ) -> tuple[np.ndarray, dict[str, Any]]:
+                      novel_bars: Sequence[int] = ()) -> tuple[np.ndarray, dict[str, Any]]:
     """The control curves per grid step (len(positions), CONTROL_CHANNELS) for a timeline: the
     picture's levels (or the user's ``curve``, sampled at ``bar_time(b)``, the middle of bar b in
     seconds) mapped onto the style's range; and what report.json says of them (its first
-    ``n_bars`` bars: the timeline's own, not the padding past its end; ``take_bars``, the bars
-    the picture's levels rank, default all ``n_bars``). ``level_shift`` (per
+    ``n_bars`` bars: the timeline's own, not the padding past its end). ``level_shift`` (per
     bar) moves the picture's levels (the sections' form, a fade; a user's curve is kept as
     drawn); ``novel_bars`` (section starts) ask for the most novelty."""
     n_steps = len(positions)
     if ranges is None:
         return np.zeros((n_steps, CONTROL_CHANNELS), np.float32), {"source": "none (no curve ranges in the checkpoint)"}
     levels, nov, raw = picture_levels(motion=motion, cuts=cuts, features=frame_features, positions=positions,
-                                      steps_per_bar=bar, take_bars=take_bars or n_bars)
+                                      steps_per_bar=bar, take_bars=n_bars)
     if curve is not None:
         q, source = np.clip(curve.at(np.array([bar_time(b) for b in range(len(levels))])), 0.0, 1.0), "energy curve"
     else:

@@ -196,14 +196,6 @@ class Analysis:
     look: Look
 
 
-def take_bar_span(first_step: int | Fraction, out_step: int | Fraction, bar: int) -> tuple[int, int]:
-    """[first, end): the bars lying mostly in the picture, from the first step in it and the out
-    point (grid steps). What the take is judged on, and the bars its picture ranks."""
-    end = max(1, math.floor(Fraction(out_step) / bar + Fraction(1, 2)))
-    first = math.ceil(Fraction(first_step) / bar - Fraction(1, 2))
-    return max(0, min(first, end - 1)), end
-
-
 @dataclass(frozen=True)
 class Plan:
     style: str
@@ -231,7 +223,9 @@ class Plan:
         last of the bars covering the timeline can hold only a sliver of it, where a ring
         ending's chord has already been released; a pickup bar can begin well before the first
         frame (the bar lines are numbered for the ending), and what it plays there is not heard."""
-        return take_bar_span(self.shape.first_step, self.shape.out_step, self.bar)
+        end = max(1, math.floor(Fraction(self.shape.out_step) / self.bar + Fraction(1, 2)))
+        first = math.ceil(Fraction(self.shape.first_step) / self.bar - Fraction(1, 2))
+        return max(0, min(first, end - 1)), end
 
     @property
     def played(self) -> tuple[int, int] | None:
@@ -375,8 +369,7 @@ def plan_stage(decoded: Decoded, analysis: Analysis, options: GenerateOptions, *
     n_bars = n_steps // bar
     levels, _, raw = picture_levels(motion=analysis.motion, cuts=list(analysis.cuts),
                                     features=analysis.small.reshape(len(analysis.small), -1, 3).mean(axis=1),
-                                    positions=positions.numpy(), steps_per_bar=bar,
-                                    take_bars=take_bar_span(math.ceil(tempo.beat_at(0) * spb), out_step, bar))
+                                    positions=positions.numpy(), steps_per_bar=bar, take_bars=n_bars)
     marker_bars = [round(tempo.beat_at(Fraction(s)) * spb / bar) for s in options.sections]
     sections = plan_sections(levels, raw["cuts"], n_bars=n_bars, marker_bars=marker_bars)
     landed = {lnd.time: lnd for lnd in landings}
@@ -481,7 +474,7 @@ def _controls(model: MuVi, *, analysis: Analysis, patches: torch.Tensor, plan: P
         frame_features=patches[:, 0].numpy(), positions=plan.positions.numpy(), style=plan.style,
         energy=parse_energy(options.energy), curve=curve, bar=plan.bar, n_bars=n_bars,
         bar_time=lambda b: float(plan.tempo.time_at(Fraction(2 * b * plan.bar + plan.bar, 2 * plan.steps_per_beat))),
-        level_shift=shift, novel_bars=[s.start_bar for s in plan.shape.sections[1:]], take_bars=plan.take_bars)
+        level_shift=shift, novel_bars=[s.start_bar for s in plan.shape.sections[1:]])
     return torch.from_numpy(tokens), report
 
 

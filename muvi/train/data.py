@@ -193,10 +193,14 @@ SHORT_TAKE_BARS = (1, 2, 3, 4)
 def short_take(item: dict[str, torch.Tensor], windows: CorpusWindows, index: int, salt: int) -> dict[str, torch.Tensor]:
     """With probability ``windows.short_take_p``, the picture of a short take sampled as a whole
     window, as the pipeline samples one: only the frames of the window's first 1-4 bars, played
-    backwards and forwards under the rest of the music (``grid_positions(beyond="mirror")``).
-    Untrained, a take of a bar or two read as a picture with no cuts and no hits, which the
-    synthetic pairs pair with music without drums: the pop drums of 3-5 s real clips fell silent
-    under curves asking for them. Its own generator: the item's other draws stay as they were."""
+    backwards and forwards under the rest of the music (``grid_positions(beyond="mirror")``), and
+    only those bars learnt (``valid``; a planned ending's suffix then falls at their end): the
+    pipeline keeps no music past a take, and music learnt under the mirrored frames, whose hits
+    no longer fall on its drums, taught the model to trust the picture's hits less (all bars
+    learnt, 30 % of windows: held-out BHS 63.0 -> 56.7, BCS 90.8 -> 84.7). Untrained, a take of
+    a bar or two read as a picture with no cuts and no hits, which the synthetic pairs pair with
+    music without drums: the pop drums of 3-5 s real clips fell silent under curves asking for
+    them. Its own generator: the item's other draws stay as they were."""
     if windows.short_take_p <= 0:
         return item
     rng = item_rng("short-take", windows.seed, index, salt)
@@ -208,6 +212,8 @@ def short_take(item: dict[str, torch.Tensor], windows: CorpusWindows, index: int
     n = int(min(item["patches"].shape[0], max(2, math.ceil(float(pos[min(k, len(pos)) - 1])) + 1)))
     item["patches"] = item["patches"][:n]
     item["positions"] = torch.from_numpy(np.clip(mirror_positions(pos, n), 0, n - 1).astype(np.float32))
+    item["valid"] = item["valid"].clone()
+    item["valid"][k:] = 0.0
     return item
 
 

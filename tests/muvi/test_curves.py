@@ -82,14 +82,6 @@ def test_picture_levels_follow_motion_and_cuts() -> None:
     # a take of 3 bars (calm, calm, busy) sampled as 4: only its own bars are ranked, the 4th mirrors the 3rd
     short, nov, _ = picture_levels(motion=motion, cuts=[], features=feats, positions=pos, steps_per_bar=16, take_bars=3)
     assert np.allclose(short, [0.375, 0.375, 0.75, 0.75]) and nov[3] == nov[2]
-    # a pickup bar before the picture (its frame 0 held, calm) is not ranked: a take of one bar
-    # is its style's middle, not the busier of two
-    one, _, _ = picture_levels(motion=motion, cuts=[], features=feats, positions=pos, steps_per_bar=16,
-                               take_bars=(1, 2))
-    assert np.allclose(one, 0.5)
-    busy_after, _, _ = picture_levels(motion=motion, cuts=[], features=feats, positions=pos, steps_per_bar=16,
-                                      take_bars=(1, 3))
-    assert np.allclose(busy_after, [1 / 3, 1 / 3, 2 / 3, 2 / 3])
 
 
 def test_energy_controls() -> None:

@@ -113,6 +113,9 @@ def test_short_take_pictures_mirror_the_first_bars_as_the_pipeline_does(corpus_d
             lengths.append(n / full["patches"].shape[0])
             assert torch.allclose(item["patches"], full["patches"][:n], atol=2e-2)
             assert torch.equal(item["tokens"], full["tokens"])  # the music is the whole window's
+            bars = int(item["valid"].sum()) // 16  # of which the take's bars are learnt
+            assert 1 <= bars <= 4 and item["valid"][: bars * 16].all() and not item["valid"][bars * 16:].any()
+            assert n <= full["patches"].shape[0] * min(1.0, (bars + 0.5) / 4) + 1
             score = w.window_score(i)
             want = grid_positions(score.tempo, 64, steps_per_beat=score.steps_per_beat, fps=10, n_frames=n,
                                   beyond="mirror")
