@@ -155,20 +155,22 @@ class Worker:
                     return
                 job = self._waiting.pop(0)
                 self._running = job
-            self._execute(job)
-            with self._lock:
+            outcome = self._execute(job)
+            with self._lock:  # unknown before its client hears how it ended (a Cancel then says NOT_FOUND)
                 self._running = None
                 self._jobs.pop(job.request_id, None)
                 if not self._waiting:
                     self._idle.set()
+            job.events.put(outcome)
             return_free_memory()
 
-    def _execute(self, job: Job) -> None:
+    def _execute(self, job: Job) -> tuple[Any, ...]:
+        """Run the job; its progress goes to its events as it comes, and its last event (done or
+        error) is returned, for :meth:`_run` to send once the job is no longer registered."""
         assert self.generator is not None
         if job.should_stop():
             job.state = CANCELLED
-            job.events.put(("error", job.stop_error("while queued")))
-            return
+            return ("error", job.stop_error("while queued"))
         job.state = RUNNING
 
         def progress(stage: str, fraction: float) -> None:
@@ -185,13 +187,12 @@ class Worker:
                                                                warn=warn)
         except Cancelled as exc:
             job.state = CANCELLED
-            job.events.put(("error", job.stop_error(str(exc)) if job.cancelled else exc))
+            return ("error", job.stop_error(str(exc)) if job.cancelled else exc)
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to its client
             job.state = FAILED
-            job.events.put(("error", exc))
-        else:
-            job.state = DONE
-            job.events.put(("done", result))
+            return ("error", exc)
+        job.state = DONE
+        return ("done", result)
 
     # -- shutdown -----------------------------------------------------------------------
     def shutdown(self, grace: float) -> bool:
