@@ -211,7 +211,7 @@ def short_take(item: dict[str, torch.Tensor], windows: CorpusWindows, index: int
     k = int(rng.choice(SHORT_TAKE_BARS)) * bar
     n = int(min(item["patches"].shape[0], max(2, math.ceil(float(pos[min(k, len(pos)) - 1])) + 1)))
     item["patches"] = item["patches"][:n]
-    item["positions"] = torch.from_numpy(np.clip(mirror_positions(pos, n), 0, n - 1).astype(np.float32))
+    item["positions"] = torch.from_numpy(mirror_positions(pos, n).astype(np.float32))
     item["valid"] = item["valid"].clone()
     item["valid"][k:] = 0.0
     return item
