@@ -118,7 +118,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from muvi.train.trainer import TrainConfig, Trainer
 
     config = TrainConfig.from_yaml(args.config, out=str(args.out) if args.out else None)
-    final = Trainer(config, progress=not args.quiet).run(stop_after=args.stop_after)
+    trainer = Trainer(config, progress=not args.quiet)
+    if args.continue_from is not None:
+        print(f"continuing {args.continue_from} from stage {trainer.continue_from(args.continue_from) + 1}")
+    final = trainer.run(stop_after=args.stop_after)
     if int(__import__("os").environ.get("RANK", "0")) == 0:
         print(f"trained weights: {final}" if final else f"stopped; resume with the same command (run folder {config.out})")
     return 0
@@ -132,6 +135,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                                                            "an existing run there is resumed")
     p.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
                    help="train at most this many steps now, save, and stop (the next call resumes)")
+    p.add_argument("--continue-from", type=Path, default=None, metavar="DIR",
+                   help="start a new run folder where this finished checkpoint's run ended (e.g. weights/muvi), "
+                        "when the config is its recipe continued by further stages")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 

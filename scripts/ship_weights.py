@@ -26,18 +26,26 @@ from muvi.weights import load_checkpoint, save_checkpoint  # noqa: E402
 
 
 def _training_facts(run: Path, stages_cfg: list[dict[str, object]]) -> dict[str, object]:
-    """Steps, wall time and last loss per stage, from the run's train_log.csv.
+    """Steps, wall time and last loss per stage, from the run's train_log.csv; for a run that
+    continued a finished checkpoint (``muvi train --continue-from``, continued_from.json), that
+    checkpoint's recorded stages first and the log's rows from the stage after them.
 
     Rows are matched to the recipe's stages in order, so a stage name used twice (a continued
     conditional stage) is reported twice. A stage ends when its last step (steps − 1) is logged,
     which the trainer always does; a step that goes back otherwise is a resumed run, whose clock
     restarts."""
     out: list[dict[str, object]] = []
+    si = 0
+    continued = run / "continued_from.json"
+    if continued.is_file():
+        record = json.loads(continued.read_text())
+        si = int(record["stages"])
+        out = [dict(s) for s in ((record.get("trained") or {}).get("stages") or [])][:si]
     log = run / "train_log.csv"
     if log.is_file():
         with open(log) as fh:
             rows = list(csv.DictReader(fh))
-        si, cur = 0, None
+        cur = None
         for row in rows:
             step, secs = int(row["step"]), float(row["seconds"])
             while si < len(stages_cfg) and stages_cfg[si]["name"] != row["stage"]:
@@ -54,7 +62,8 @@ def _training_facts(run: Path, stages_cfg: list[dict[str, object]]) -> dict[str,
             if step == int(stages_cfg[si]["steps"]) - 1:
                 si += 1  # finished: the next row with this name belongs to a later stage
         for s in out:
-            s["seconds"] = round(s.pop("seconds") + s.pop("_prev"), 1)
+            if "_prev" in s:
+                s["seconds"] = round(s.pop("seconds") + s.pop("_prev"), 1)
     return {"stages": out, "hardware": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU",
             "python": platform.python_version()}
 

@@ -354,6 +354,54 @@ class Trainer:
             log.warning("resuming from %s: stage %d, step %d", ck, state["stage"], state["step"])
         return state
 
+    def continue_from(self, checkpoint: Path | str) -> int:
+        """Make this run start where a finished run ended (``checkpoint``: its final weights, e.g.
+        the shipped model): that run's recipe must be this recipe's first stages, with the same
+        seed, initial weights and data, so the stages after them run exactly as they would have
+        in the original run (a fresh optimiser, batches seeded by the stage's index). Records the
+        checkpoint and its training in ``continued_from.json``; returns the stage the run starts at."""
+        from muvi.weights import load_checkpoint, save_checkpoint
+
+        record = self.out / "continued_from.json"
+        if (self.out / "checkpoints" / "last" / "trainer_state.pt").is_file():
+            if record.is_file() and json.loads(record.read_text())["checkpoint"] == str(checkpoint):
+                return int(json.loads(record.read_text())["stages"])  # begun already: the run resumes
+            raise InvalidInputError(f"{self.out} already holds another run; run it without --continue-from to resume it")
+        model, meta = load_checkpoint(checkpoint)
+        done = self._matching_stages(Path(checkpoint), meta.get("recipe", {}))
+        manifest = Path(self.config.corpus) / "manifest.json"
+        sha = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None
+        if sha != meta.get("data_manifest_sha256"):
+            raise InvalidInputError(f"{checkpoint} was trained on another corpus than {self.config.corpus} "
+                                    "(build it with the recipe's corpus_build first)")
+        if self.main:
+            ck = self.out / "checkpoints" / "last"
+            save_checkpoint(ck, model, recipe=self._recipe(), data_manifest_sha256=sha)
+            torch.save({"stage": done, "step": 0, "optimizer": None}, ck / "trainer_state.pt")
+            record.write_text(json.dumps(
+                {"checkpoint": str(checkpoint), "stages": done, "trained": meta.get("recipe", {}).get("trained")}, indent=1))
+        self._barrier()
+        return done
+
+    def _matching_stages(self, checkpoint: Path, recipe: dict[str, Any]) -> int:
+        """How many of this recipe's stages ``recipe`` (a checkpoint's) ran; refuses a recipe that
+        is not a beginning of this one."""
+        ours = json.loads(json.dumps(self._recipe()))
+        for key in ("seed", "init", "reset", "preset", "aggregation", "encoder", "corpus", "window_steps", "held_out",
+                    "camera", "paired_windows"):
+            if recipe.get(key) != ours.get(key):
+                raise InvalidInputError(f"{checkpoint}: its recipe's {key} ({recipe.get(key)!r}) is not this "
+                                        f"recipe's ({ours.get(key)!r})")
+        theirs = recipe.get("stages") or []
+        if not 0 < len(theirs) < len(ours["stages"]):
+            raise InvalidInputError(f"{checkpoint}: {len(theirs)} stages trained; this recipe has "
+                                    f"{len(ours['stages'])}, so there is nothing to continue with")
+        for i, (a, b) in enumerate(zip(theirs, ours["stages"])):
+            if {**b, **a} != b:  # fields added since are at their defaults in ``b``
+                raise InvalidInputError(f"{checkpoint}: stage {i + 1} ({a.get('name')}) differs from this "
+                                        "recipe's; only a recipe continued by further stages can go on from it")
+        return len(theirs)
+
     def _recipe(self) -> dict[str, Any]:
         d = asdict(self.config)
         d["world_size"] = self.world

@@ -198,6 +198,33 @@ def test_resume_continues_exactly(corpus_dir: Path, tmp_path: Path) -> None:
         assert torch.allclose(x, y, atol=1e-6), k
 
 
+def test_continue_from_a_finished_run_trains_the_added_stage_as_the_whole_recipe_would(
+        corpus_dir: Path, tmp_path: Path) -> None:
+    straight = Trainer(TrainConfig.from_dict(_config(tmp_path / "a", corpus_dir, pretrain=2, conditional=2)),
+                       progress=False).run()
+    shipped = Trainer(TrainConfig.from_dict(_config(tmp_path / "b", corpus_dir, pretrain=2)), progress=False).run()
+    more = TrainConfig.from_dict(_config(tmp_path / "c", corpus_dir, pretrain=2, conditional=2))
+    trainer = Trainer(more, progress=False)
+    assert trainer.continue_from(shipped) == 1
+    assert Trainer(more, progress=False).continue_from(shipped) == 1  # begun: the run resumes as it is
+    continued = trainer.run()
+    rows = [r.split(",")[:2] for r in (tmp_path / "c" / "train_log.csv").read_text().splitlines()[1:]]
+    assert rows == [["conditional", "0"], ["conditional", "1"]]
+    assert json.loads((tmp_path / "c" / "continued_from.json").read_text())["stages"] == 1
+    a, _ = load_checkpoint(straight)
+    b, _ = load_checkpoint(continued)
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.allclose(x, y, atol=1e-6), k
+    other = _config(tmp_path / "d", corpus_dir, pretrain=3, conditional=2)
+    with pytest.raises(InvalidInputError, match="stage 1 \\(pretrain\\) differs"):
+        Trainer(TrainConfig.from_dict(other), progress=False).continue_from(shipped)
+    with pytest.raises(InvalidInputError, match="nothing to continue with"):
+        Trainer(TrainConfig.from_dict(_config(tmp_path / "e", corpus_dir, pretrain=2)), progress=False).continue_from(shipped)
+    with pytest.raises(InvalidInputError, match="seed"):
+        Trainer(TrainConfig.from_dict({**_config(tmp_path / "f", corpus_dir, pretrain=2, conditional=1), "seed": 1}),
+                progress=False).continue_from(shipped)
+
+
 def test_adaptor_lr_scale_zero_keeps_the_contrastive_adaptor(corpus_dir: Path, tmp_path: Path) -> None:
     base = Trainer(TrainConfig.from_dict(_config(tmp_path / "c", corpus_dir, contrastive=1)), progress=False).run()
     cfg = _config(tmp_path / "d", corpus_dir, conditional=2)
