@@ -35,12 +35,13 @@ def _training_facts(run: Path, stages_cfg: list[dict[str, object]]) -> dict[str,
     which the trainer always does; a step that goes back otherwise is a resumed run, whose clock
     restarts."""
     out: list[dict[str, object]] = []
+    earlier: list[dict[str, object]] = []
     si = 0
     continued = run / "continued_from.json"
     if continued.is_file():
         record = json.loads(continued.read_text())
         si = int(record["stages"])
-        out = [dict(s) for s in ((record.get("trained") or {}).get("stages") or [])][:si]
+        earlier = ((record.get("trained") or {}).get("stages") or [])[:si]
     log = run / "train_log.csv"
     if log.is_file():
         with open(log) as fh:
@@ -62,9 +63,8 @@ def _training_facts(run: Path, stages_cfg: list[dict[str, object]]) -> dict[str,
             if step == int(stages_cfg[si]["steps"]) - 1:
                 si += 1  # finished: the next row with this name belongs to a later stage
         for s in out:
-            if "_prev" in s:
-                s["seconds"] = round(s.pop("seconds") + s.pop("_prev"), 1)
-    return {"stages": out, "hardware": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU",
+            s["seconds"] = round(s.pop("seconds") + s.pop("_prev"), 1)
+    return {"stages": earlier + out, "hardware": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU",
             "python": platform.python_version()}
 
 

@@ -285,7 +285,7 @@ class Trainer:
 
     def _datasets(self, model: MuVi) -> dict[str, Dataset]:
         corpus = self._corpus()
-        self.manifest_sha = hashlib.sha256((Path(self.config.corpus) / "manifest.json").read_bytes()).hexdigest()
+        self.manifest_sha = self._manifest_sha()
         train, test = split_pieces(corpus, held_out=self.config.held_out, seed=self.config.seed)
         # each style's range of the control curves over the training split: what the picture's
         # levels are mapped onto at inference (saved in every checkpoint's config)
@@ -364,13 +364,13 @@ class Trainer:
 
         record = self.out / "continued_from.json"
         if (self.out / "checkpoints" / "last" / "trainer_state.pt").is_file():
-            if record.is_file() and json.loads(record.read_text())["checkpoint"] == str(checkpoint):
-                return int(json.loads(record.read_text())["stages"])  # begun already: the run resumes
+            begun = json.loads(record.read_text()) if record.is_file() else {}
+            if begun.get("checkpoint") == str(checkpoint):
+                return int(begun["stages"])  # begun already: the run resumes
             raise InvalidInputError(f"{self.out} already holds another run; run it without --continue-from to resume it")
         model, meta = load_checkpoint(checkpoint)
         done = self._matching_stages(Path(checkpoint), meta.get("recipe", {}))
-        manifest = Path(self.config.corpus) / "manifest.json"
-        sha = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None
+        sha = self._manifest_sha()
         if sha != meta.get("data_manifest_sha256"):
             raise InvalidInputError(f"{checkpoint} was trained on another corpus than {self.config.corpus} "
                                     "(build it with the recipe's corpus_build first)")
@@ -382,6 +382,11 @@ class Trainer:
                 {"checkpoint": str(checkpoint), "stages": done, "trained": meta.get("recipe", {}).get("trained")}, indent=1))
         self._barrier()
         return done
+
+    def _manifest_sha(self) -> str | None:
+        """The sha256 of the corpus manifest (what a checkpoint records as its data); None without one."""
+        manifest = Path(self.config.corpus) / "manifest.json"
+        return hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None
 
     def _matching_stages(self, checkpoint: Path, recipe: dict[str, Any]) -> int:
         """How many of this recipe's stages ``recipe`` (a checkpoint's) ran; refuses a recipe that
