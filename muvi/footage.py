@@ -312,8 +312,8 @@ def footage_markdown(report: dict[str, Any]) -> list[str]:
              "freely: from its first step in the picture to its ending's cadence, a pickup counted by its length; — for "
              "a sting, a take under a bar whose music is all the ending's dominant beat and tonic), cuts on beats, "
              "in-scale ratio as the model sampled it (the key asked for, before the notes stage moves stray notes onto the scale), density with the picture against CFG 0 (picture ignored), the key chosen, and the "
-             "Spearman ρ of requested against generated per-bar intensity over the bars the curve governs (those "
-             "before the planned ending's cadence; — where fewer than 3).", "",
+             "Spearman ρ of requested against generated per-bar intensity over the bars the curve governs that are "
+             "heard (from the first bar mostly in the picture to the planned ending's cadence; — where fewer than 3).", "",
              "| clip | style | key | bars | empty bars d/b/c/m | notes per bar ÷ median d/b/c/m | cuts on beats | "
              "in-scale | notes/bar (CFG 0) | ρ |", "|" + "---|" * 10]
     for r in report["clips"]:

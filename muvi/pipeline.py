@@ -488,11 +488,14 @@ def notes_stage(plan: Plan, cond: Conditioning, sampled: Sampled, options: Gener
     requested = curves.get("requested", {})
     curves["generated"] = _curve_dict(music_curves(notes, n_steps=plan.n_steps, steps_per_bar=plan.bar))
     curves["held_to_curve"] = {**held, "slack": cond.slack}
-    # curve following over the bars the curves govern (not the planned ending's)
-    want, k = requested.get("intensity", []), plan.curve_bars
-    curves["spearman_bars"] = len(want) if k is None else min(k, len(want))
-    curves["intensity_spearman"] = spearman(want[:k], curves["generated"]["intensity"][:k])
-    curves["intensity_spearman_model"] = spearman(want[:k], held["model_intensity"][:k])
+    # curve following over the bars the curves govern (not the planned ending's) that are heard:
+    # from the first bar mostly in the picture (a pickup bar that begins 3 beats before the first
+    # frame is not; counting it had flattered the real-footage mean rho, 0.75 against 0.65)
+    want = requested.get("intensity", [])
+    first, k = plan.take_bars[0], len(want) if plan.curve_bars is None else min(plan.curve_bars, len(want))
+    curves["spearman_bars"] = [first, max(first, k)]
+    curves["intensity_spearman"] = spearman(want[first:k], curves["generated"]["intensity"][first:k])
+    curves["intensity_spearman_model"] = spearman(want[first:k], held["model_intensity"][first:k])
     key = plan.key
     shift = key.tonic if key.tonic <= 6 else key.tonic - 12
     notes = transpose(notes, shift)

@@ -125,10 +125,40 @@ def test_follow_curves_raises_a_silent_stem_and_tames_a_runaway_one_by_the_model
     on = out[:, ONSET] > 0.6
     assert on[:16, drums].any(axis=1).sum() == 2  # floor(0.25 × 16 / 1.5): its two best-scored steps, the first ones
     assert on[:2, drums.start].all()
-    assert 2 <= on[16:, bass].any(axis=1).sum() <= 4 and moved == {"raised": 1, "lowered": 1}
+    assert 2 <= on[16:, bass].any(axis=1).sum() <= 4 and moved == {"raised": 1, "lowered": 1, "filled": 0}
     hopeless = spec.empty(16)  # the model rules every cell out: no shift can reach them
     out, moved = follow_curves(hopeless, spec, {"intensity_drums": [0.5]}, threshold=0.6)
     assert not (out[:, ONSET] > 0.6).any()
+
+
+def test_drums_the_ranking_cannot_raise_far_enough_get_the_rest_from_their_timekeeper() -> None:
+    """A bar whose model plays eighth hats and rules every other cell out, asked for nearly
+    every step: the hat row fills the sixteenths, softer than its own hits, spread evenly; the
+    kick and snare stay as played; a pitched stem is never filled."""
+    from muvi.curves import follow_curves
+    from muvi.music.roll import ONSET, VELOCITY, RollSpec
+
+    spec = RollSpec()
+    roll = spec.empty(16)
+    drums = spec.row_slice("drums")
+    kick, hat = drums.start, drums.start + 4
+    roll[0::2, ONSET, hat] = 1.0  # eighths
+    roll[0::2, VELOCITY, hat] = 0.6
+    roll[[0, 8], ONSET, kick] = 1.0
+    out, moved = follow_curves(roll, spec, {"intensity_drums": [0.6]}, threshold=0.6, slack=1.0)
+    on = out[:, ONSET] > 0.6
+    assert on[:, drums].any(axis=1).sum() == 9 and moved["filled"] == 1  # floor(0.6 × 16) = 9: one sixteenth more
+    out, moved = follow_curves(roll, spec, {"intensity_drums": [1.0]}, threshold=0.6, slack=1.15)
+    on = out[:, ONSET] > 0.6
+    added = np.flatnonzero(on[:, hat] & ~(roll[:, ONSET, hat] > 0.6))
+    assert on[:, drums].any(axis=1).sum() == 13 and moved["filled"] == 5 and len(added) == 5  # floor(16 / 1.15)
+    assert all(s % 2 == 1 for s in added) and np.all(out[added, VELOCITY, hat] < 0.6)  # softer, on the sixteenths
+    assert (np.diff(added) >= 2).all() and added[0] <= 3 and added[-1] >= 11  # spread over the bar
+    assert on[:, kick].sum() == 2 and not on[:, drums.start + 1].any()  # the snare, never played, stays out
+    bass = spec.empty(16)
+    bass[0::4, ONSET, spec.row_slice("bass").start] = 1.0
+    out, moved = follow_curves(bass, spec, {"intensity_bass": [1.0]}, threshold=0.6)
+    assert (out[:, ONSET] > 0.6).any(axis=1).sum() == 4 and moved["filled"] == 0
 
 
 def test_a_tighter_slack_holds_a_stem_closer_to_its_curve() -> None:

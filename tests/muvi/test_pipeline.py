@@ -176,6 +176,10 @@ def test_the_picture_drives_the_control_curves_and_the_user_can_replace_them(tmp
     auto = take.report  # 7.2 s at 120 BPM: 3.6 bars, and the bar before the first frame (beat 0 a downbeat)
     assert auto["curves"]["source"] == "picture" and len(auto["curves"]["requested"]["intensity"]) == 5
     assert take.score.n_steps == 5 * 16
+    # curve following is judged from the first bar mostly in the picture (the bar before the first
+    # frame begins 3.2 beats before it) to the bar where the planned ending's cadence begins
+    start = auto["shape"]["sections"][0]["start_seconds"]
+    assert start == pytest.approx(-1.6) and auto["curves"]["spearman_bars"] == [1, 3]
     assert "hue" in auto["key_reason"] and auto["key"].split()[-1] in ("major", "minor")
     keyed = gen.generate(tl, GenerateOptions(steps=2, preview=False, bpm=120, energy_curve="0:0,7.2:1"), tmp_path / "k")
     req = keyed.report["curves"]["requested"]["intensity"]
