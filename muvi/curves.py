@@ -386,8 +386,8 @@ def _keep_time(x: np.ndarray, rows: slice, a: int, e: int, *, want: int, thresho
     hits = x[:, ONSET, row] > threshold
     velocity = float(np.median(x[hits, VELOCITY, row])) - 0.25
     n = e - a
-    level = _metric_weight(n, steps_per_beat).astype(int)  # 3 bar start, 2 beats, 1 eighths, 0 else
-    playing = list(np.flatnonzero(on.any(axis=1)))
+    level = _metric_level(n, steps_per_beat)
+    playing = [int(s) for s in np.flatnonzero(on.any(axis=1))]  # the model's steps, then the filled ones
     free, added = [s for s in range(n) if s not in playing], []
 
     def gap(s: int, steps: list[int]) -> int:  # the distance to the nearest of ``steps``, round the bar
@@ -395,22 +395,25 @@ def _keep_time(x: np.ndarray, rows: slice, a: int, e: int, *, want: int, thresho
 
     while len(added) < need and free:
         top = max(level[s] for s in free)
-        best = max((s for s in free if level[s] == top), key=lambda s: (gap(s, playing + added), gap(s, added), -s))
+        best = max((s for s in free if level[s] == top), key=lambda s: (gap(s, playing), gap(s, added), -s))
         x[a + best, ONSET, row] = max(threshold + 0.05, float(x[a + best, ONSET, row]))
         x[a + best, VELOCITY, row] = np.clip(velocity, -0.9, 1.0)
         free.remove(best)
+        playing.append(best)
         added.append(best)
     return len(added)
 
 
+def _metric_level(n: int, steps_per_beat: int) -> np.ndarray:
+    """(n,) each step's metric level in a bar: 3 on its first step, 2 on beats, 1 on eighths, 0 else."""
+    s = np.arange(n)
+    return (s == 0).astype(np.int64) + (s % steps_per_beat == 0) + (s % max(1, steps_per_beat // 2) == 0)
 
 
 def _metric_weight(n: int, steps_per_beat: int) -> np.ndarray:
-    """(n,) a strict order of a bar's steps: 3 on the bar's first step, 2 on beats, 1 on eighths,
-    0 else, and within one level the earlier step first (+ up to 0.5)."""
-    s = np.arange(n)
-    level = (s == 0).astype(np.float32) + (s % steps_per_beat == 0) + (s % max(1, steps_per_beat // 2) == 0)
-    return level + 0.5 * (1.0 - s / max(1, n))
+    """(n,) a strict order of a bar's steps: :func:`_metric_level`, and within one level the
+    earlier step first (+ up to 0.5)."""
+    return _metric_level(n, steps_per_beat) + 0.5 * (1.0 - np.arange(n) / max(1, n))
 
 
 def decode_following(spec: Any, tokens: Any, requested: Mapping[str, Sequence[float]], *,
