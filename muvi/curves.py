@@ -321,17 +321,17 @@ def follow_curves(roll: np.ndarray, spec: Any, requested: Mapping[str, Sequence[
     first bars of the roll). Only the steps in ``span`` ([first, end); end None: all) are held:
     a take's bars up to its ending's given suffix, the bar the suffix begins in asked the
     curve's share of the steps before it (at least a beat of them; with less it is left as
-    sampled). A drum bar the bounded shift leaves short of ``request / slack`` gets the rest
-    from its timekeeper (:func:`_keep_time`); a pitched stem is left as the model has it.
-    Returns the adjusted roll and how many stem-bars were raised and lowered, and how many
-    drum steps were filled. The DiT follows the curves on its own only loosely (a small model,
-    trained on the CPU); this keeps a stem the curve asks for from falling silent, and none
-    from running away."""
+    sampled). A bar the bounded shift leaves short of ``request / slack`` gets the rest: a
+    drum bar from its timekeeper (:func:`_keep_time`), a pitched one by striking again what
+    the stem sounds (:func:`_restrike`). Returns the adjusted roll and how many stem-bars were
+    raised and lowered, and how many drum steps were filled and pitched steps re-struck. The
+    DiT follows the curves on its own only loosely (a small model, trained on the CPU); this
+    keeps a stem the curve asks for from falling silent, and none from running away."""
     from muvi.music.roll import ONSET, SUSTAIN
 
     x = np.array(roll, np.float32, copy=True)
     bar = spec.steps_per_bar
-    moved = {"raised": 0, "lowered": 0, "filled": 0}
+    moved = {"raised": 0, "lowered": 0, "filled": 0, "restruck": 0}
     for stem in spec.stems:
         want_bars = requested.get(f"intensity_{stem.name}")
         if not want_bars:
@@ -359,49 +359,89 @@ def follow_curves(roll: np.ndarray, spec: Any, requested: Mapping[str, Sequence[
             x[a:e, ONSET, rows] += shift + 1e-4 * _metric_weight(n, spec.steps_per_beat)[:, None]
             if not stem.drums:
                 x[a:e, SUSTAIN, rows] += shift
-            elif have < lo:  # drums: what the shift could not reach, from the timekeeper
-                moved["filled"] += _keep_time(x, rows, a, e, want=lo, threshold=threshold,
-                                              steps_per_beat=spec.steps_per_beat)
+            if have < lo:  # what the shift could not reach: the drums' timekeeper, a pitched stem re-struck
+                fill = _keep_time if stem.drums else _restrike
+                moved["filled" if stem.drums else "restruck"] += fill(x, rows, a, e, want=lo, threshold=threshold,
+                                                                      spec=spec, mono=stem.monophonic)
             moved["raised" if shift > 0 else "lowered"] += 1
     return np.clip(x, -1.0, 1.0), moved
 
 
-def _keep_time(x: np.ndarray, rows: slice, a: int, e: int, *, want: int, threshold: float, steps_per_beat: int) -> int:
+def _keep_time(x: np.ndarray, rows: slice, a: int, e: int, *, want: int, threshold: float, spec: Any,
+               mono: bool = False) -> int:
     """A drum bar [a, e) that the model's ranking cannot bring to ``want`` onset steps (the
     cells it rules out lie beyond any shift) gets the rest from its timekeeper, as a drummer
     doubles the hats when the music asks for more: the row the bar plays most (none: the row
     the roll plays most; none at all: nothing), struck softer than its own hits on the free
-    steps, strongest metric positions first and spread evenly (beats, then eighths, then
-    sixteenths, each the step farthest from those already playing). A 1.0-intensity bar of
-    real footage whose drums the model kept at eighths (0.62) had left the requested peak the
-    take's flattest bar. Returns the steps added."""
+    steps :func:`_free_steps` picks. A 1.0-intensity bar of real footage whose drums the model
+    kept at eighths (0.62) had left the requested peak the take's flattest bar. Returns the
+    steps added."""
     from muvi.music.roll import ONSET, VELOCITY
 
     on = x[a:e, ONSET, rows] > threshold  # (n, rows)
-    need = want - int(on.any(axis=1).sum())
     counts = on.sum(axis=0) if on.any() else (x[:, ONSET, rows] > threshold).sum(axis=0)
-    if need <= 0 or not counts.any():
+    if not counts.any():
         return 0
     row = rows.start + int(np.argmax(counts))
-    hits = x[:, ONSET, row] > threshold
-    velocity = float(np.median(x[hits, VELOCITY, row])) - 0.25
-    n = e - a
+    velocity = float(np.median(x[x[:, ONSET, row] > threshold, VELOCITY, row])) - 0.25
+    added = _free_steps(on.any(axis=1), want, spec.steps_per_beat)
+    for s in added:
+        x[a + s, ONSET, row] = max(threshold + 0.05, float(x[a + s, ONSET, row]))
+        x[a + s, VELOCITY, row] = np.clip(velocity, -0.9, 1.0)
+    return len(added)
+
+
+def _restrike(x: np.ndarray, rows: slice, a: int, e: int, *, want: int, threshold: float, spec: Any,
+              mono: bool = False) -> int:
+    """A pitched bar [a, e) that the model's ranking cannot bring to ``want`` onset steps gets
+    the rest by striking again what the stem sounds there, as a bass player or a comping hand
+    keeps time on the chord it has: at each step :func:`_free_steps` picks, the pitches of the
+    stem's latest onset before it (none: its first after; none in the roll: nothing is added),
+    softer than they were struck and held to the next onset. Never a pitch the stem does not
+    play next to it. Returns the steps added."""
+    from muvi.music.roll import ONSET, SUSTAIN, VELOCITY
+
+    stem_on = x[:, ONSET, rows] > threshold  # (T, rows)
+    starts = np.flatnonzero(stem_on.any(axis=1))
+    if not len(starts):
+        return 0
+    added = _free_steps(stem_on[a:e].any(axis=1), want, spec.steps_per_beat)
+    playing = sorted(set(np.flatnonzero(stem_on[a:e].any(axis=1)).tolist()) | set(added))
+    held = max(threshold, spec.sustain_threshold) + 0.05
+    for s in added:
+        t = a + s
+        before = starts[starts < t]
+        src = int(before[-1] if len(before) else starts[0])
+        struck = np.flatnonzero(stem_on[src])
+        if mono:
+            struck = struck[[int(np.argmax(x[src, ONSET, rows.start + struck]))]]
+        nxt = next((a + p for p in playing if p > s), e)
+        for r in rows.start + struck:
+            x[t, ONSET, r] = max(threshold + 0.05, float(x[t, ONSET, r]))
+            x[t, VELOCITY, r] = np.clip(float(x[src, VELOCITY, r]) - 0.25, -0.9, 1.0)
+            x[t + 1:nxt, SUSTAIN, r] = np.maximum(x[t + 1:nxt, SUSTAIN, r], held)
+    return len(added)
+
+
+def _free_steps(playing: np.ndarray, want: int, steps_per_beat: int) -> list[int]:
+    """Up to ``want`` minus the playing steps of a bar's (n,) ``playing``: free steps,
+    strongest metric positions first and spread evenly (beats, then eighths, then sixteenths,
+    each the step farthest from those already playing, round the bar)."""
+    n = len(playing)
     level = _metric_level(n, steps_per_beat)
-    playing = [int(s) for s in np.flatnonzero(on.any(axis=1))]  # the model's steps, then the filled ones
-    free, added = [s for s in range(n) if s not in playing], []
+    taken = [int(s) for s in np.flatnonzero(playing)]  # the model's steps, then the added ones
+    free, added = [s for s in range(n) if s not in taken], []
 
     def gap(s: int, steps: list[int]) -> int:  # the distance to the nearest of ``steps``, round the bar
         return min((min(abs(s - p), n - abs(s - p)) for p in steps), default=n)
 
-    while len(added) < need and free:
+    while len(taken) < want and free:
         top = max(level[s] for s in free)
-        best = max((s for s in free if level[s] == top), key=lambda s: (gap(s, playing), gap(s, added), -s))
-        x[a + best, ONSET, row] = max(threshold + 0.05, float(x[a + best, ONSET, row]))
-        x[a + best, VELOCITY, row] = np.clip(velocity, -0.9, 1.0)
+        best = max((s for s in free if level[s] == top), key=lambda s: (gap(s, taken), gap(s, added), -s))
         free.remove(best)
-        playing.append(best)
+        taken.append(best)
         added.append(best)
-    return len(added)
+    return added
 
 
 def _metric_level(n: int, steps_per_beat: int) -> np.ndarray:

@@ -498,17 +498,23 @@ def _cfg_source(r: dict[str, Any]) -> str:
 
 
 def write_report(out: Path, report: dict[str, Any]) -> None:
-    """``out/eval.json`` and ``out/EVAL.md`` (with the real-footage section when the report has one)."""
+    """``out/eval.json`` and ``out/EVAL.md`` (with the real-footage sections when the report has them)."""
     atomic_write_text(out / "eval.json", json.dumps(report, indent=2, default=float))
     atomic_write_text(out / "EVAL.md", _markdown(report))
 
 
 def _markdown(r: dict[str, Any]) -> str:
     if not r.get("rows"):  # the real-footage suite alone (muvi eval --footage-only)
-        from muvi.footage import footage_markdown
-
-        return "\n".join(["# muvi evaluation"] + footage_markdown(r["footage"])) + "\n"
+        return "\n".join(["# muvi evaluation"] + _footage_markdown(r)) + "\n"
     return _synthetic_markdown(r)
+
+
+def _footage_markdown(r: dict[str, Any]) -> list[str]:
+    """The real-footage sections, where the report has them."""
+    from muvi.footage import footage_markdown, footage_styles_markdown
+
+    return ((footage_markdown(r["footage"]) if r.get("footage") else [])
+            + (footage_styles_markdown(r["footage_styles"]) if r.get("footage_styles") else []))
 
 
 def _synthetic_markdown(r: dict[str, Any]) -> str:
@@ -568,9 +574,6 @@ def _synthetic_markdown(r: dict[str, Any]) -> str:
                          f"{p['without_prompt']:.2f} → {p['with_prompt']:.2f} "
                          f"({'shifts the right way' if p['right_way'] else 'does NOT shift the right way'})")
     lines += ["", "## Targets", ""] + [f"- {k}: {'met' if v else 'NOT met'}" for k, v in r["targets"].items()]
-    if r.get("footage"):
-        from muvi.footage import footage_markdown
-
-        lines += footage_markdown(r["footage"])
+    lines += _footage_markdown(r)
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in r["plots"]]
     return "\n".join(lines) + "\n"

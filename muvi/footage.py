@@ -36,8 +36,9 @@ import numpy as np
 from muvi.curves import CONTROLS
 from muvi.errors import InvalidInputError
 
-__all__ = ["Clip", "FOOTAGE", "fetch_footage", "footage_clips", "evaluate_footage", "style_stem_medians",
-           "footage_targets", "footage_markdown", "clip_timeline", "edit_timeline"]
+__all__ = ["Clip", "FOOTAGE", "fetch_footage", "footage_clips", "evaluate_footage", "evaluate_footage_styles",
+           "style_stem_medians", "footage_targets", "footage_markdown", "footage_styles_markdown", "clip_timeline",
+           "edit_timeline"]
 
 log = logging.getLogger(__name__)
 
@@ -220,12 +221,8 @@ def evaluate_footage(generator: Any, folder: Path | str, out: Path | str, *, cor
     options = options or GenerateOptions(preview=False)
     medians = style_stem_medians(corpus)
     ranges = generator.model.config.curve_ranges
-    clips = footage_clips(folder)
-    takes = [(path.name, path.stem, clip_timeline(path, seconds)) for path, seconds in clips]
-    if len(clips) > 1:
-        takes.append((f"edit of {len(clips)} clips", "edit", edit_timeline(clips)))
     rows = []
-    for name, stem, tl in takes:
+    for name, stem, tl in _takes(folder):
         res = generator.generate(tl, options, Path(out) / stem)
         bare = generator.generate(tl, replace(options, cfg=0.0), Path(out) / f"{stem}.cfg0")
         rows.append(_row(name, res.report, bare.report, medians, ranges, STYLES))
@@ -238,10 +235,46 @@ def evaluate_footage(generator: Any, folder: Path | str, out: Path | str, *, cor
     return {"clips": rows, "targets": footage_targets(rows)}
 
 
-def _row(name: str, r: dict[str, Any], bare: dict[str, Any], medians: dict[str, dict[str, float]], ranges: Any,
+def _takes(folder: Path | str) -> list[tuple[str, str, Any]]:
+    """(name, folder name, timeline) of the suite's takes: each clip, then their edit."""
+    clips = footage_clips(folder)
+    takes = [(path.name, path.stem, clip_timeline(path, seconds)) for path, seconds in clips]
+    if len(clips) > 1:
+        takes.append((f"edit of {len(clips)} clips", "edit", edit_timeline(clips)))
+    return takes
+
+
+def evaluate_footage_styles(generator: Any, folder: Path | str, out: Path | str, *, corpus: Any,
+                            styles: Sequence[str], progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """The suite's takes again with each of ``styles`` asked for by hand (``--style``; the
+    picture still sets tempo, key, curves and ending): an editor who picks folk for a street
+    scene hears what the model makes of a style the picture would not have chosen. Per style,
+    the per-clip targets of :func:`footage_targets` (no CFG 0 take, no loop). Takes go to
+    ``out/<style>/<clip>/``."""
+    from muvi.music.styles import STYLES
+    from muvi.pipeline import GenerateOptions
+
+    unknown = [s for s in styles if s not in STYLES]
+    if unknown:
+        raise InvalidInputError(f"unknown style {unknown[0]!r}; choose from {', '.join(STYLES)}")
+    medians = style_stem_medians(corpus)
+    ranges = generator.model.config.curve_ranges
+    takes = _takes(folder)
+    report = {}
+    for style in styles:
+        rows = []
+        for name, stem, tl in takes:
+            res = generator.generate(tl, GenerateOptions(preview=False, style=style), Path(out) / style / stem)
+            rows.append(_row(name, res.report, None, medians, ranges, STYLES))
+        report[style] = {"clips": rows, "targets": footage_targets(rows)}
+        progress(f"style {style}: " + json.dumps(report[style]["targets"]))
+    return report
+
+
+def _row(name: str, r: dict[str, Any], bare: dict[str, Any] | None, medians: dict[str, dict[str, float]], ranges: Any,
          styles: Any) -> dict[str, Any]:
     style = r["style"]
-    mu, mu0 = r["musicality"], bare["musicality"]
+    mu = r["musicality"]
     plays_drums = ranges is not None and float(ranges.entry(style)["presence"][CONTROLS.index("intensity_drums")]) > 0
     stems = {}
     sting = mu.get("played_bars") is None  # under a beat plays freely: the take is its ending's cadence
@@ -251,12 +284,13 @@ def _row(name: str, r: dict[str, Any], bare: dict[str, Any], medians: dict[str, 
                     "corpus_median": None if med is None else round(med, 2),
                     "ratio_to_median": None if not med or sting else round(v["note_density_per_bar"] / med, 2)}
     total = sum(v["note_density_per_bar"] for v in mu["stems"].values())
-    total0 = sum(v["note_density_per_bar"] for v in mu0["stems"].values())
+    total0 = None if bare is None else sum(v["note_density_per_bar"] for v in bare["musicality"]["stems"].values())
     return {
         "clip": name, "style": style, "key": r["key"], "bars": mu["bars"], "played_bars": mu.get("played_bars"),
         "sting": sting, "plays_drums": plays_drums,
         "cuts_on_beats": r["accent_hit_rate_cuts"], "accent_hit_rate": r["accent_hit_rate_all"],
-        "in_scale_ratio": mu.get("in_scale_ratio_sampled"), "notes_per_bar": round(total, 2), "notes_per_bar_cfg0": round(total0, 2),
+        "in_scale_ratio": mu.get("in_scale_ratio_sampled"), "notes_per_bar": round(total, 2),
+        "notes_per_bar_cfg0": None if total0 is None else round(total0, 2),
         "intensity_spearman": r["curves"].get("intensity_spearman"),
         "silent_stem_bars_left": r["joins"]["silent_stem_bars_left"], "silent_stems_left": r["joins"]["silent_stems_left"], "held_stem_bars": r["curves"].get("held_to_curve", {}).get("raised", 0)
         + r["curves"].get("held_to_curve", {}).get("lowered", 0), "stems": stems,
@@ -338,4 +372,24 @@ def footage_markdown(report: dict[str, Any]) -> list[str]:
               f"Looped takes with hit points (a hit at a third, a stop at two thirds): {t['hits_within_1_frame']} of "
               f"{t['hits']} hits within ±1 frame of a downbeat; {t['loops_wrap_clean']} of {t['loops']} loops pass the "
               "join check at the wrap (no playing stem silent in the two bars either side)."]
+    return lines
+
+
+def footage_styles_markdown(report: dict[str, Any]) -> list[str]:
+    """The per-style section of EVAL.md (:func:`evaluate_footage_styles`)."""
+    lines = ["", "## Real footage, each style asked for by hand", "",
+             "The same takes with `--style` given (the picture still sets tempo, key, curves and ending), judged as "
+             "above: a stem empty in over 10 % of a take's bars, and every stem within 0.5–2× its style's corpus "
+             "median notes per bar (stings not judged).", "",
+             "| style | takes | no stem empty > 10 % | drums in ≥ 90 % of bars | stems within 0.5–2× | mean ρ (takes) | "
+             "the takes with a stem empty > 10 % |", "|" + "---|" * 7]
+    for style, r in report.items():
+        t = r["targets"]
+        empty = [f"{c['clip']} ({', '.join(s for s, v in c['stems'].items() if v['empty_bar_ratio'] > 0.10)})"
+                 for c in r["clips"] if any(v["empty_bar_ratio"] > 0.10 for s, v in c["stems"].items()
+                                            if s != "drums" or c["plays_drums"])]
+        rho = "—" if t["intensity_spearman_mean"] is None else f"{t['intensity_spearman_mean']:.2f}"
+        lines.append(f"| {style} | {t['clips']} | {t['no_stem_empty_over_10pct']} | {t['drums_in_90pct_of_bars']} of "
+                     f"{t['drum_style_clips']} | {t['stem_density_within_0.5_2x']} of {t['clips'] - t['stings']} | "
+                     f"{rho} ({t['intensity_spearman_clips']}) | {'; '.join(empty) or '—'} |")
     return lines

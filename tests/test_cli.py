@@ -25,6 +25,16 @@ def test_probe_error_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Captu
     assert len(err) == 1 and "missing.mov: file not found" in err[0]
 
 
+@pytest.mark.parametrize("extra,match", [
+    (["--footage-styles", "all"], "--footage-styles needs --footage DIR"),
+    (["--footage", "clips", "--footage-only", "--footage-styles", "rock,polka"], "unknown style 'polka'"),
+])
+def test_eval_refuses_a_footage_styles_list_it_cannot_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         extra: list[str], match: str) -> None:
+    assert main(["eval", "--weights", str(tmp_path / "w"), "--out", str(tmp_path / "out"), *extra]) == 2
+    assert match in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 def test_console_scripts_run(tmp_path: Path) -> None:
     bindir = Path(sys.executable).parent
     version = subprocess.run([bindir / "muvi", "--version"], capture_output=True, text=True, check=True)

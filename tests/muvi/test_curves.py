@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -125,7 +127,7 @@ def test_follow_curves_raises_a_silent_stem_and_tames_a_runaway_one_by_the_model
     on = out[:, ONSET] > 0.6
     assert on[:16, drums].any(axis=1).sum() == 2  # floor(0.25 × 16 / 1.5): its two best-scored steps, the first ones
     assert on[:2, drums.start].all()
-    assert 2 <= on[16:, bass].any(axis=1).sum() <= 4 and moved == {"raised": 1, "lowered": 1, "filled": 0}
+    assert 2 <= on[16:, bass].any(axis=1).sum() <= 4 and moved == {"raised": 1, "lowered": 1, "filled": 0, "restruck": 0}
     hopeless = spec.empty(16)  # the model rules every cell out: no shift can reach them
     out, moved = follow_curves(hopeless, spec, {"intensity_drums": [0.5]}, threshold=0.6)
     assert not (out[:, ONSET] > 0.6).any()
@@ -134,7 +136,7 @@ def test_follow_curves_raises_a_silent_stem_and_tames_a_runaway_one_by_the_model
 def test_drums_the_ranking_cannot_raise_far_enough_get_the_rest_from_their_timekeeper() -> None:
     """A bar whose model plays eighth hats and rules every other cell out, asked for nearly
     every step: the hat row fills the sixteenths, softer than its own hits, spread evenly; the
-    kick and snare stay as played; a pitched stem is never filled."""
+    kick and snare stay as played."""
     from muvi.curves import follow_curves
     from muvi.music.roll import ONSET, VELOCITY, RollSpec
 
@@ -155,10 +157,34 @@ def test_drums_the_ranking_cannot_raise_far_enough_get_the_rest_from_their_timek
     assert all(s % 2 == 1 for s in added) and np.all(out[added, VELOCITY, hat] < 0.6)  # softer, on the sixteenths
     assert (np.diff(added) >= 2).all() and added[0] <= 3 and added[-1] >= 11  # spread over the bar
     assert on[:, kick].sum() == 2 and not on[:, drums.start + 1].any()  # the snare, never played, stays out
-    bass = spec.empty(16)
-    bass[0::4, ONSET, spec.row_slice("bass").start] = 1.0
-    out, moved = follow_curves(bass, spec, {"intensity_bass": [1.0]}, threshold=0.6)
-    assert (out[:, ONSET] > 0.6).any(axis=1).sum() == 4 and moved["filled"] == 0
+
+
+def test_a_pitched_bar_the_ranking_cannot_raise_strikes_again_what_its_stem_sounds() -> None:
+    """Bass silent in bar 1 (every cell ruled out) after a note in bar 0: bar 1 re-strikes
+    that note on its beats, softer, each held to the next; chords take the whole chord of
+    their latest onset; a stem the roll never plays gets nothing."""
+    from muvi.curves import follow_curves
+    from muvi.music.roll import ONSET, SUSTAIN, VELOCITY, RollSpec
+
+    spec = replace(RollSpec(), onset_threshold=0.6, sustain_threshold=0.6)  # as the model decodes
+    roll = spec.empty(32)
+    bass, chords = spec.row_slice("bass"), spec.row_slice("chords")
+    low, high = bass.start + 7, bass.start + 12
+    roll[0, ONSET, low] = roll[8, ONSET, high] = 1.0  # bar 0: two notes, the latest a fifth up
+    roll[[0, 8], VELOCITY, low], roll[8, VELOCITY, high] = 0.5, 0.7
+    roll[20, ONSET, chords.start + np.array([0, 4, 7])] = 1.0  # bar 1: one chord, off the beat
+    out, moved = follow_curves(roll, spec, {"intensity_bass": [0.125, 0.25], "intensity_chords": [0.0, 0.25],
+                                            "intensity_melody": [0.25, 0.25]}, threshold=0.6, slack=1.0)
+    on = out[:, ONSET] > 0.6
+    struck = np.flatnonzero(on[16:, bass].any(axis=1))
+    assert struck.tolist() == [0, 4, 8, 12] and on[16 + struck, high].all()  # 0.25 × 16 steps, on the beats
+    assert not on[16:, low].any() and np.all(out[16 + struck, VELOCITY, high] < 0.7)  # the sounding note, softer
+    assert [(n.start, n.end) for n in spec.decode(out, stems=["bass"])][-4:] == [(16, 20), (20, 24), (24, 28), (28, 32)]
+    chord_steps = np.flatnonzero(on[16:, chords].any(axis=1))
+    assert chord_steps.tolist() == [0, 4, 8, 12]  # the model's chord on step 4, three beats added
+    assert on[16 + chord_steps][:, chords.start + np.array([0, 4, 7])].all()  # the whole chord, before it: the one to come
+    assert not on[:, spec.row_slice("melody")].any() and moved["restruck"] == 4 + 3
+    assert (out[17:20, SUSTAIN, chords.start] > spec.sustain_threshold).all()
 
 
 def test_a_tighter_slack_holds_a_stem_closer_to_its_curve() -> None:

@@ -66,3 +66,43 @@ def test_the_edit_take_cuts_the_clips_together_each_its_first_seconds(tmp_path: 
     assert tl.rate == Rate(25) and len(tl.segments) == 3  # the first clip's rate
     assert [float(s.source.duration.seconds) for s in tl.segments] == [6.0, 2.0, 3.0]
     assert tl.duration.seconds == 11  # end to end: a real cut between each
+
+
+class _Corpus:
+    """Two one-bar pieces per style: what :func:`style_stem_medians` reads."""
+
+    def __init__(self, styles: tuple[str, ...]) -> None:
+        from muvi.music.score import Note, Score
+        from muvi.music.tempo import TempoMap
+
+        notes = [Note(s, 40 + s, s + 2, 90, stem) for s in range(0, 16, 4) for stem in ("drums", "bass", "chords", "melody")]
+        self.scores = [Score(tuple(notes), TempoMap.constant(120), 16, style=st) for st in styles for _ in range(2)]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def score(self, i: int):  # type: ignore[no-untyped-def]
+        return self.scores[i]
+
+
+def test_each_style_asked_for_by_hand_is_judged_as_the_suite_judges_a_take(tmp_path: Path) -> None:
+    from muvi.footage import evaluate_footage_styles, footage_styles_markdown
+    from muvi.media_gen import write_shot_clip
+    from muvi.pipeline import Generator
+    from tests.muvi.nn.test_model_weights_prompt import tiny_model
+
+    (tmp_path / "clips").mkdir()
+    write_shot_clip(tmp_path / "clips" / "a.mp4", shots=[40, 35], rate=Rate(25), size=(96, 64))
+    gen, corpus = Generator(tiny_model()), _Corpus(("rock", "folk"))
+    with pytest.raises(InvalidInputError, match="unknown style 'polka'"):
+        evaluate_footage_styles(gen, tmp_path / "clips", tmp_path / "out", corpus=corpus, styles=("rock", "polka"))
+    seen: list[str] = []
+    r = evaluate_footage_styles(gen, tmp_path / "clips", tmp_path / "out", corpus=corpus, styles=("rock", "folk"),
+                                progress=seen.append)
+    assert list(r) == ["rock", "folk"] and [c["style"] for s in r for c in r[s]["clips"]] == ["rock", "folk"]
+    assert (tmp_path / "out" / "folk" / "a" / "report.json").is_file() and len(seen) == 2
+    row = r["folk"]["clips"][0]
+    assert row["notes_per_bar_cfg0"] is None and row["stems"]["bass"]["corpus_median"] == 4.0  # 4 notes in its one bar
+    assert r["folk"]["targets"]["clips"] == 1
+    md = "\n".join(footage_styles_markdown(r))
+    assert md.count("\n| rock | 1 |") == 1 and "| folk | 1 |" in md
