@@ -272,7 +272,8 @@ def _score_rows(model: MuVi, judge: MuVi, windows: Sequence[HeldOutWindow], *, c
         rows.append(row)
         gen_emb.append(_judge_embeddings(judge, tokens).mean(0).numpy())
         ref_emb.append(_judge_embeddings(judge, _reference_tokens(spec, w)).mean(0).numpy())
-    summary = {k: _nanmean([r[k] for r in rows]) for k in rows[0] if not k.startswith("_")}
+    summary: dict[str, Any] = {k: _nanmean([r[k] for r in rows]) for k in rows[0] if not k.startswith("_")}
+    summary["sim_windows"] = [round(r["sim"], 4) for r in rows]  # for margins paired over the same windows
     if "bcs" in summary:  # pooled over windows: a window with few reference onsets would dominate a mean of ratios
         ref = sum(r["_ref"] for r in rows)
         summary["bcs_window_mean"], summary["bhs_window_mean"] = summary["bcs"], summary["bhs"]
@@ -306,7 +307,7 @@ def evaluate(weights: Path | str, out: Path | str, *, baselines: dict[str, Path 
         sweep[str(s)], sweep_scores[str(s)] = _score_rows(
             model, model, windows[:n_sweep], cfg=s, steps=options.sampler_steps, seed=options.seed,
             unconditional=False, audio=True, ref_audio=ref_audio)
-        progress(f"cfg {s}: {json.dumps({k: round(v, 3) for k, v in sweep[str(s)].items()})}")
+        progress(f"cfg {s}: {json.dumps(_brief(sweep[str(s)]))}")
     best = _pick_cfg(sweep) if sweep else None
     cfg = options.cfg if options.cfg is not None else best if best is not None else float(recipe.get("default_cfg", 3.0))
     rows: dict[str, Any] = {}
@@ -316,7 +317,7 @@ def evaluate(weights: Path | str, out: Path | str, *, baselines: dict[str, Path 
         main, scores = _score_rows(model, model, windows, cfg=cfg, steps=options.sampler_steps, seed=options.seed,
                                    unconditional=False, audio=True, ref_audio=ref_audio)
     rows["muvi"] = main
-    progress(f"muvi (CFG {cfg}): {json.dumps({k: round(v, 3) for k, v in main.items()})}")
+    progress(f"muvi (CFG {cfg}): {json.dumps(_brief(main))}")
     for name, path in (baselines or {}).items():
         base, _ = load_checkpoint(path)
         if base.config.note_weight == model.config.note_weight:  # sampled the same way as the model
@@ -324,7 +325,7 @@ def evaluate(weights: Path | str, out: Path | str, *, baselines: dict[str, Path 
         uncond = name.startswith("unconditional")
         rows[name], _ = _score_rows(base, model, windows, cfg=cfg, steps=options.sampler_steps, seed=options.seed,
                                     unconditional=uncond, audio=True, ref_audio=ref_audio)
-        progress(f"{name}: {json.dumps({k: round(v, 3) for k, v in rows[name].items()})}")
+        progress(f"{name}: {json.dumps(_brief(rows[name]))}")
     best = best if best is not None else cfg
     effects = controls(model, windows[: options.control_windows], cfg=cfg, steps=options.sampler_steps,
                        seed=options.seed) if options.control_windows else {}
@@ -341,7 +342,7 @@ def evaluate(weights: Path | str, out: Path | str, *, baselines: dict[str, Path 
         "held_out_pieces": sorted({w.name.split("@")[0] for w in windows}), "rows": rows, "reference_sim": reference_sim, "cfg_sweep": sweep,
         "recommended_cfg": best, "note_odds": model.config.sampling_note_odds, "calibration": calibration,
         "controls": effects, "plots": plots, "seconds": round(time.perf_counter() - t0, 1),
-        "targets": _targets(rows),
+        "targets": _targets(rows), "sim_margins": sim_margins(rows),
     }
     write_report(out, report)
     return report
@@ -470,6 +471,25 @@ def _pick_cfg(sweep: dict[str, dict[str, float]]) -> float:
                                            -float(s))))
 
 
+def _brief(row: dict[str, Any]) -> dict[str, float]:
+    """A row's measures, rounded, for the progress lines (not its per-window lists)."""
+    return {k: round(v, 3) for k, v in row.items() if isinstance(v, float)}
+
+
+def sim_margins(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per baseline: the main row's SIM minus the baseline's, paired over the same windows
+    (mean and its standard error), so a margin can be told from the windows' noise."""
+    m = np.asarray(rows["muvi"].get("sim_windows", []), np.float64)
+    out = {}
+    for name, row in rows.items():
+        b = np.asarray(row.get("sim_windows", []), np.float64)
+        if name == "muvi" or len(b) != len(m) or len(m) < 2:
+            continue
+        d = m - b
+        out[name] = {"mean": float(d.mean()), "se": float(d.std(ddof=1) / math.sqrt(len(d))), "windows": len(d)}
+    return out
+
+
 BASELINE_KINDS = ("unconditional", "no-contrastive")  # SIM must beat one of each (baseline names start so)
 
 
@@ -555,6 +575,10 @@ def _synthetic_markdown(r: dict[str, Any]) -> str:
               "of the windows).", "", head, "|" + "---|" * 12]
     for name, row in r["rows"].items():
         lines.append(f"| {name} | " + " | ".join(f"{row.get(c, float('nan')):.3f}" for c in cols) + " |")
+    margins = r.get("sim_margins") or {}
+    if margins:
+        lines += ["", "SIM, muvi minus each baseline, paired over the same windows (mean ± standard error): "
+                  + "; ".join(f"{k} {v['mean']:+.2f} ± {v['se']:.2f}" for k, v in margins.items()) + "."]
     if r["cfg_sweep"]:
         lines += ["", f"## CFG sweep (recommended: {r['recommended_cfg']})", "", "| CFG | " + " | ".join(cols) + " |",
                   "|" + "---|" * (len(cols) + 1)]

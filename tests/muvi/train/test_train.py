@@ -298,6 +298,10 @@ def test_eval_writes_a_report_on_held_out_pieces(corpus_dir: Path, tmp_path: Pat
     ref = report["reference_sim"]  # SIM's scale: the reference music with its own video and another's
     assert -100 <= ref["matched"] <= 100 and -100 <= ref["mismatched"] <= 100 and "SIM's scale" in md
     assert (tmp_path / "report" / report["plots"][0]).is_file()
+    margin = report["sim_margins"]["unconditional"]  # paired over the same windows
+    assert margin["windows"] == report["windows"] == len(row["sim_windows"])
+    assert margin["mean"] == pytest.approx(row["sim"] - report["rows"]["unconditional"]["sim"], abs=1e-3)
+    assert "paired over the same windows" in md
     cal = report["calibration"]  # the note odds were searched on training windows, and used for every row
     assert cal["split"] == "train" and cal["windows"] == 2 and 1 <= len(cal["probes"]) <= 5
     assert cal["probes"][0]["note_odds"] == 9.0 and 1.0 <= report["note_odds"] == cal["note_odds"] <= 9.0
@@ -307,6 +311,16 @@ def test_eval_writes_a_report_on_held_out_pieces(corpus_dir: Path, tmp_path: Pat
     assert all(set(p) >= {"with_prompt", "without_prompt", "right_way"} for p in c["prompt"].values())
     assert c["prompt_shift_right_way"] == all(p["right_way"] for p in c["prompt"].values())
     assert isinstance(c["style_shift_right_way"], bool) and "## Controls" in md
+
+
+def test_sim_margins_are_paired_over_the_same_windows() -> None:
+    from muvi.evaluate import sim_margins
+
+    rows = {"muvi": {"sim_windows": [30.0, 20.0, 10.0]}, "no-contrastive": {"sim_windows": [29.0, 19.0, 10.0]},
+            "other-windows": {"sim_windows": [1.0, 2.0]}}
+    m = sim_margins(rows)
+    assert set(m) == {"no-contrastive"}  # a row over other windows cannot be paired
+    assert m["no-contrastive"]["mean"] == pytest.approx(2 / 3) and m["no-contrastive"]["se"] == pytest.approx(1 / 3)
 
 
 def test_eval_caption_says_where_the_cfg_scale_came_from() -> None:
