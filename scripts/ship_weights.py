@@ -91,7 +91,10 @@ def main() -> None:
     if (args.final.parent / "train_log.csv").is_file():
         recipe["trained"] = _training_facts(args.final.parent, list(recipe.get("stages", [])))
     # else: the shipped weights themselves, re-evaluated (a decoding change): their recorded training stays
-    recipe["evaluation"] = {"targets": report["targets"], "rows": report["rows"], "windows": report["windows"]}
+    rows = {name: {k: v for k, v in row.items() if not isinstance(v, list)}  # not the per-window lists
+            for name, row in report["rows"].items()}
+    recipe["evaluation"] = {"targets": report["targets"], "rows": rows, "windows": report["windows"],
+                            "sim_margins": report.get("sim_margins", {})}
     save_checkpoint(args.out, model, recipe=recipe, data_manifest_sha256=meta.get("data_manifest_sha256"))
     load_checkpoint(args.out)  # strict round trip
     print(f"shipped {args.final} → {args.out} (default CFG {recipe['default_cfg']}, "
