@@ -359,16 +359,16 @@ def follow_curves(roll: np.ndarray, spec: Any, requested: Mapping[str, Sequence[
             x[a:e, ONSET, rows] += shift + 1e-4 * _metric_weight(n, spec.steps_per_beat)[:, None]
             if not stem.drums:
                 x[a:e, SUSTAIN, rows] += shift
-            if have < lo:  # what the shift could not reach: the drums' timekeeper, a pitched stem re-struck
-                fill = _keep_time if stem.drums else _restrike
-                moved["filled" if stem.drums else "restruck"] += fill(x, rows, a, e, want=lo, threshold=threshold,
-                                                                      spec=spec, mono=stem.monophonic)
+            if have < lo and stem.drums:  # what the shift could not reach: the drums' timekeeper
+                moved["filled"] += _keep_time(x, rows, a, e, want=lo, threshold=threshold, spec=spec)
+            elif have < lo:  # a pitched stem: what it sounds, struck again
+                moved["restruck"] += _restrike(x, rows, a, e, want=lo, threshold=threshold, spec=spec,
+                                               mono=stem.monophonic)
             moved["raised" if shift > 0 else "lowered"] += 1
     return np.clip(x, -1.0, 1.0), moved
 
 
-def _keep_time(x: np.ndarray, rows: slice, a: int, e: int, *, want: int, threshold: float, spec: Any,
-               mono: bool = False) -> int:
+def _keep_time(x: np.ndarray, rows: slice, a: int, e: int, *, want: int, threshold: float, spec: Any) -> int:
     """A drum bar [a, e) that the model's ranking cannot bring to ``want`` onset steps (the
     cells it rules out lie beyond any shift) gets the rest from its timekeeper, as a drummer
     doubles the hats when the music asks for more: the row the bar plays most (none: the row
