@@ -383,16 +383,15 @@ def _keep_time(x: np.ndarray, rows: slice, a: int, e: int, *, want: int, thresho
     if not counts.any():
         return 0
     row = rows.start + int(np.argmax(counts))
-    velocity = float(np.median(x[x[:, ONSET, row] > threshold, VELOCITY, row])) - 0.25
+    velocity = float(np.median(x[x[:, ONSET, row] > threshold, VELOCITY, row])) - SOFTER
     added = _free_steps(on.any(axis=1), want, spec.steps_per_beat)
     for s in added:
-        x[a + s, ONSET, row] = max(threshold + 0.05, float(x[a + s, ONSET, row]))
-        x[a + s, VELOCITY, row] = np.clip(velocity, -0.9, 1.0)
+        _strike(x, a + s, row, velocity=velocity, threshold=threshold)
     return len(added)
 
 
 def _restrike(x: np.ndarray, rows: slice, a: int, e: int, *, want: int, threshold: float, spec: Any,
-              mono: bool = False) -> int:
+              mono: bool) -> int:
     """A pitched bar [a, e) that the model's ranking cannot bring to ``want`` onset steps gets
     the rest by striking again what the stem sounds there, as a bass player or a comping hand
     keeps time on the chord it has: at each step :func:`_free_steps` picks, the pitches of the
@@ -405,8 +404,9 @@ def _restrike(x: np.ndarray, rows: slice, a: int, e: int, *, want: int, threshol
     starts = np.flatnonzero(stem_on.any(axis=1))
     if not len(starts):
         return 0
-    added = _free_steps(stem_on[a:e].any(axis=1), want, spec.steps_per_beat)
-    playing = sorted(set(np.flatnonzero(stem_on[a:e].any(axis=1)).tolist()) | set(added))
+    in_bar = stem_on[a:e].any(axis=1)
+    added = _free_steps(in_bar, want, spec.steps_per_beat)
+    playing = sorted(set(np.flatnonzero(in_bar).tolist()) | set(added))
     held = max(threshold, spec.sustain_threshold) + 0.05
     for s in added:
         t = a + s
@@ -417,10 +417,20 @@ def _restrike(x: np.ndarray, rows: slice, a: int, e: int, *, want: int, threshol
             struck = struck[[int(np.argmax(x[src, ONSET, rows.start + struck]))]]
         nxt = next((a + p for p in playing if p > s), e)
         for r in rows.start + struck:
-            x[t, ONSET, r] = max(threshold + 0.05, float(x[t, ONSET, r]))
-            x[t, VELOCITY, r] = np.clip(float(x[src, VELOCITY, r]) - 0.25, -0.9, 1.0)
+            _strike(x, t, r, velocity=float(x[src, VELOCITY, r]) - SOFTER, threshold=threshold)
             x[t + 1:nxt, SUSTAIN, r] = np.maximum(x[t + 1:nxt, SUSTAIN, r], held)
     return len(added)
+
+
+SOFTER = 0.25  # how much softer (in the roll's velocity, -1..1) an added hit is than the one it repeats
+
+
+def _strike(x: np.ndarray, t: int, row: int, *, velocity: float, threshold: float) -> None:
+    """An onset at step ``t`` of ``row`` (just over the threshold, or as sure as the model was), at ``velocity``."""
+    from muvi.music.roll import ONSET, VELOCITY
+
+    x[t, ONSET, row] = max(threshold + 0.05, float(x[t, ONSET, row]))
+    x[t, VELOCITY, row] = np.clip(velocity, -0.9, 1.0)
 
 
 def _free_steps(playing: np.ndarray, want: int, steps_per_beat: int) -> list[int]:
