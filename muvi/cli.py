@@ -157,7 +157,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     options = EvalOptions(windows=args.windows, sampler_steps=args.steps, cfg=args.cfg, corpus=args.corpus,
                           cfg_sweep=() if args.no_sweep else EvalOptions().cfg_sweep, sweep_windows=args.sweep_windows,
                           control_windows=args.control_windows, calibrate=args.calibrate,
-                          calibrate_windows=args.calibrate_windows)
+                          calibrate_windows=args.calibrate_windows, seed=args.seed)
     if args.fetch_footage and not args.footage:
         raise InvalidInputError("--fetch-footage needs --footage DIR (where the clips go)")
     if args.footage_only and not args.footage:
@@ -205,11 +205,12 @@ def _eval_footage(args: argparse.Namespace, report: dict, styles: tuple[str, ...
     corpus = Corpus(args.corpus or generator.meta.get("recipe", {}).get("corpus", "data/corpus"))
     report["footage"] = evaluate_footage(generator, args.footage, args.out / "footage", corpus=corpus)
     report.pop("footage_styles", None)  # one run's styles, or none: never an older run's beside this one
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_report(args.out, report)  # the default suite is kept if the styles' longer run fails
     if styles:
         report["footage_styles"] = evaluate_footage_styles(generator, args.footage, args.out / "footage-styles",
                                                            corpus=corpus, styles=styles)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_report(args.out, report)
+        write_report(args.out, report)
     print(f"real footage: {json.dumps(report['footage']['targets'])}")
 
 
@@ -230,6 +231,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="first calibrate the sampling note odds on training windows (the report records the value; "
                         "scripts/ship_weights.py ships it)")
     p.add_argument("--calibrate-windows", type=int, default=48, help="training windows for --calibrate")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the draw of held-out windows and sampling noise (0: the report's usual draw); "
+                        "another draw shows how far a figure moves by chance")
     p.add_argument("--control-windows", type=int, default=12,
                    help="windows for the style-tag and prompt effect measurements (0: skip)")
     p.add_argument("--footage", type=Path, default=None, metavar="DIR",

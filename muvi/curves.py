@@ -309,7 +309,8 @@ HOLD_SLACK = 1.15
 
 def follow_curves(roll: np.ndarray, spec: Any, requested: Mapping[str, Sequence[float]], *, threshold: float,
                   slack: float = HOLD_SLACK, max_shift: float = 1.2,
-                  span: tuple[int, int | None] = (0, None)) -> tuple[np.ndarray, dict[str, int]]:
+                  span: tuple[int, int | None] = (0, None), broken_chords: bool = False,
+                  ) -> tuple[np.ndarray, dict[str, int]]:
     """Hold each stem's onsets per bar near what its intensity curve asks, by the model's own
     ranking of the cells: where a bar of a stem has fewer onset steps than ``request / slack``
     (or more than ``request · slack``), that bar's onset and sustain scores of the stem are
@@ -323,7 +324,8 @@ def follow_curves(roll: np.ndarray, spec: Any, requested: Mapping[str, Sequence[
     curve's share of the steps before it (at least a beat of them; with less it is left as
     sampled). A bar the bounded shift leaves short of ``request / slack`` gets the rest: a
     drum bar from its timekeeper (:func:`_keep_time`), a pitched one by striking again what
-    the stem sounds (:func:`_restrike`). Returns the adjusted roll and how many stem-bars were
+    the stem sounds (:func:`_restrike`; ``broken_chords``: a polyphonic stem's chord one voice a
+    step, for a style whose busy chords are arpeggios, :func:`muvi.music.styles.breaks_chords`). Returns the adjusted roll and how many stem-bars were
     raised and lowered, and how many drum steps were filled and pitched steps re-struck. The
     DiT follows the curves on its own only loosely (a small model, trained on the CPU); this
     keeps a stem the curve asks for from falling silent, and none from running away."""
@@ -363,7 +365,7 @@ def follow_curves(roll: np.ndarray, spec: Any, requested: Mapping[str, Sequence[
                 moved["filled"] += _keep_time(x, rows, a, e, want=lo, threshold=threshold, spec=spec)
             elif have < lo:  # a pitched stem: what it sounds, struck again
                 moved["restruck"] += _restrike(x, rows, a, e, want=lo, threshold=threshold, spec=spec,
-                                               mono=stem.monophonic)
+                                               voices="one" if stem.monophonic else "broken" if broken_chords else "all")
             moved["raised" if shift > 0 else "lowered"] += 1
     return np.clip(x, -1.0, 1.0), moved
 
@@ -391,30 +393,39 @@ def _keep_time(x: np.ndarray, rows: slice, a: int, e: int, *, want: int, thresho
 
 
 def _restrike(x: np.ndarray, rows: slice, a: int, e: int, *, want: int, threshold: float, spec: Any,
-              mono: bool) -> int:
+              voices: str) -> int:
     """A pitched bar [a, e) that the model's ranking cannot bring to ``want`` onset steps gets
-    the rest by striking again what the stem sounds there, as a bass player or a comping hand
-    keeps time on the chord it has: at each step :func:`_free_steps` picks, the pitches of the
-    stem's latest onset before it (none: its first after; none in the roll: nothing is added),
-    softer than they were struck and held to the next onset. Never a pitch the stem does not
-    play next to it. Returns the steps added."""
+    the rest by striking again what the stem sounds there, as a bass player, a comping hand or
+    a harpist keeps time on the chord it has: at each step :func:`_free_steps` picks, the
+    pitches of the stem's latest onset before it (none: its first after; none in the roll:
+    nothing is added), softer than they were struck and held to the next onset. ``voices``:
+    "one" (a monophonic stem: the loudest of them), "all" (the whole chord again, as a comping
+    hand strums) or "broken" (one voice a step, low to high and back, from the latest whole
+    chord, as the arpeggios and ostinatos of a pad style play its busy bars; the whole chord on
+    every step had made cinematic's chords 2-3x its corpus median notes per bar). Never a pitch the stem does not play next to it. Returns the steps added."""
     from muvi.music.roll import ONSET, SUSTAIN, VELOCITY
 
     stem_on = x[:, ONSET, rows] > threshold  # (T, rows)
     starts = np.flatnonzero(stem_on.any(axis=1))
     if not len(starts):
         return 0
+    chords = starts[stem_on[starts].sum(axis=1) >= 2]
+    if voices == "broken" and len(chords):  # broken from a whole chord, never from a voice broken off before
+        starts = chords
     in_bar = stem_on[a:e].any(axis=1)
     added = _free_steps(in_bar, want, spec.steps_per_beat)
     playing = sorted(set(np.flatnonzero(in_bar).tolist()) | set(added))
     held = max(threshold, spec.sustain_threshold) + 0.05
-    for s in added:
+    for i, s in enumerate(sorted(added)):
         t = a + s
         before = starts[starts < t]
         src = int(before[-1] if len(before) else starts[0])
-        struck = np.flatnonzero(stem_on[src])
-        if mono:
+        struck = np.flatnonzero(stem_on[src])  # low to high
+        if voices == "one":
             struck = struck[[int(np.argmax(x[src, ONSET, rows.start + struck]))]]
+        elif voices == "broken":
+            cycle = np.concatenate([struck, struck[1:-1][::-1]])
+            struck = cycle[[i % len(cycle)]]
         nxt = next((a + p for p in playing if p > s), e)
         for r in rows.start + struck:
             _strike(x, t, r, velocity=float(x[src, VELOCITY, r]) - SOFTER, threshold=threshold)
@@ -468,13 +479,14 @@ def _metric_weight(n: int, steps_per_beat: int) -> np.ndarray:
 
 def decode_following(spec: Any, tokens: Any, requested: Mapping[str, Sequence[float]], *,
                      slack: float = HOLD_SLACK, span: tuple[int, int | None] = (0, None),
-                     ) -> tuple[list[Note], dict[str, Any]]:
+                     broken_chords: bool = False) -> tuple[list[Note], dict[str, Any]]:
     """Tokens (T, F) → notes, with :func:`follow_curves` (over ``span``) between sampling and
     decoding (``spec``: the model's decode spec, whose onset threshold the shift aims at). The
     info says how many stem-bars were moved and what the model's own per-bar intensity was before."""
     roll = spec.from_tokens(tokens)
     raw = onset_share(roll, spec)
-    roll, moved = follow_curves(roll, spec, requested, threshold=spec.onset_threshold, slack=slack, span=span)
+    roll, moved = follow_curves(roll, spec, requested, threshold=spec.onset_threshold, slack=slack, span=span,
+                                broken_chords=broken_chords)
     return spec.decode(roll), {"model_intensity": [round(float(v), 3) for v in raw], **moved}
 
 

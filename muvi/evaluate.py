@@ -37,7 +37,7 @@ from muvi.metrics import accent_hit_rate, beat_scores, frechet_distance, musical
 from muvi.music.corpus import STEMS, Corpus
 from muvi.mood import choose_key, choose_mood
 from muvi.music.keys import Key, pitch_class_histogram
-from muvi.music.styles import STYLES
+from muvi.music.styles import STYLES, breaks_chords
 from muvi.music.plot import plot_score
 from muvi.prompt import prompt_tokens
 from muvi.music.score import Score
@@ -186,7 +186,7 @@ def generate_for(model: MuVi, window: HeldOutWindow, *, cfg: float, steps: int, 
     # decoded as the pipeline does: each stem held near the curve the picture asks for (none
     # for the unconditional row)
     requested = {} if unconditional else window.requested
-    notes, _ = decode_following(model.config.decode_spec, tokens, requested)
+    notes, _ = decode_following(model.config.decode_spec, tokens, requested, broken_chords=breaks_chords(window.style))
     ref = window.score
     return Score(tuple(notes), ref.tempo, n, ref.steps_per_beat, ref.programs, ref.key, ref.style), tokens
 
@@ -338,7 +338,7 @@ def evaluate(weights: Path | str, out: Path | str, *, baselines: dict[str, Path 
                        accents=list(w.accents), hits=hits)
         plots.append(p.name)
     report = {
-        "weights": str(weights), "cfg": cfg, "sampler_steps": options.sampler_steps, "windows": len(windows),
+        "weights": str(weights), "cfg": cfg, "sampler_steps": options.sampler_steps, "windows": len(windows), "seed": options.seed,
         "held_out_pieces": sorted({w.name.split("@")[0] for w in windows}), "rows": rows, "reference_sim": reference_sim, "cfg_sweep": sweep,
         "recommended_cfg": best, "note_odds": model.config.sampling_note_odds, "calibration": calibration,
         "controls": effects, "plots": plots, "seconds": round(time.perf_counter() - t0, 1),
@@ -508,6 +508,12 @@ def _targets(rows: dict[str, dict[str, float]]) -> dict[str, bool]:
     }
 
 
+def _draw(r: dict[str, Any]) -> str:
+    """The window draw, named when it is not the default one (seed 0: the report's usual windows)."""
+    seed = r.get("seed", 0)
+    return f" (draw {seed}: other windows of the held-out pieces, and other noise, than the default draw 0)" if seed else ""
+
+
 def _cfg_source(r: dict[str, Any]) -> str:
     """Where the report's CFG scale came from, for its table's caption."""
     if not r["cfg_sweep"]:
@@ -546,7 +552,7 @@ def _synthetic_markdown(r: dict[str, Any]) -> str:
     agree = 100 * next(iter(r["rows"].values()), {}).get("mode_as_reference", math.nan)
     lines = [
         "# muvi evaluation", "",
-        f"Held-out synthetic pairs: {r['windows']} windows of pieces the training split never saw; "
+        f"Held-out synthetic pairs: {r['windows']} windows of pieces the training split never saw{_draw(r)}; "
         f"CFG {r['cfg']} ({how}), {r['sampler_steps']} Euler steps. FD* is a Fréchet distance on the "
         "model's music-encoder embeddings — a stand-in, not the paper's FAD/FD. SIM is judged by the evaluated "
         "model's encoders for every row. BCS and BHS are pooled over the windows (all generated or hit onsets "

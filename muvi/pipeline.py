@@ -62,7 +62,7 @@ from muvi.music.corpus import PITCHED_STEMS, STEMS
 from muvi.music.midi import MidiStart, write_midi, write_stem_midis
 from muvi.music.plot import plot_score
 from muvi.music.score import Note, Score
-from muvi.music.styles import STYLES
+from muvi.music.styles import STYLES, breaks_chords
 from muvi.music.tempo import TempoMap
 from muvi.nn.adaptor import grid_positions
 from muvi.nn.encoders import load_encoder
@@ -481,7 +481,7 @@ def _controls(model: MuVi, *, analysis: Analysis, patches: torch.Tensor, plan: P
 def notes_stage(plan: Plan, cond: Conditioning, sampled: Sampled, options: GenerateOptions) -> Music:
     """Tokens → notes held to their curves, shaped to the edit, in the key."""
     decoded, held = decode_following(cond.decoder, sampled.tokens, cond.requested, slack=cond.slack,
-                                     span=(0, plan.shape.suffix_start))
+                                     span=(0, plan.shape.suffix_start), broken_chords=breaks_chords(plan.style))
     notes = [n for n in decoded if n.stem in options.stems]
     notes, shape_report = shape_notes(notes, plan.shape, stems=options.stems, drums=plan.drums)
     curves = dict(cond.curves)

@@ -160,3 +160,18 @@ STYLES: dict[str, StyleSpec] = {
     ),
 }
 STYLE_NAMES = tuple(STYLES)
+
+# comping (muvi.music.arranger._Builder.comp) that strikes a chord at most once a bar, and comping
+# that breaks the chord into single voices
+HELD_COMPING = frozenset({"whole", "pad", "sparse"})
+BROKEN_COMPING = frozenset({"arp", "arp_slow", "ostinato"})
+
+
+def breaks_chords(style: str | None) -> bool:
+    """Whether ``style`` plays its busy chord bars as arpeggios rather than the chord struck
+    again: every comping of the style that strikes more than once a bar breaks the chord
+    (ambient's slow arpeggio, cinematic's ostinato; not folk, which also strums). The decoder
+    re-strikes a bar the model under-plays this way (:func:`muvi.curves.follow_curves`)."""
+    spec = STYLES.get(style or "")
+    busy = [k for k in spec.comp if k not in HELD_COMPING] if spec else []
+    return bool(busy) and all(k in BROKEN_COMPING for k in busy)

@@ -187,6 +187,32 @@ def test_a_pitched_bar_the_ranking_cannot_raise_strikes_again_what_its_stem_soun
     assert (out[17:20, SUSTAIN, chords.start] > spec.sustain_threshold).all()
 
 
+def test_a_style_whose_busy_chords_are_arpeggios_breaks_the_chord_it_strikes_again() -> None:
+    """Ambient and cinematic play a busy chord bar as an arpeggio or an ostinato (every comping
+    of theirs that strikes more than once a bar): the steps added to a bar the model under-plays
+    take one voice each, low, middle, high, middle, low, from the latest whole chord (not a
+    voice broken off before); the other styles strike the whole chord again."""
+    from muvi.curves import follow_curves
+    from muvi.music.roll import ONSET, RollSpec
+    from muvi.music.styles import breaks_chords
+
+    assert [s for s in ("pop", "rock", "electronic", "hiphop", "ambient", "cinematic", "jazz", "folk")
+            if breaks_chords(s)] == ["ambient", "cinematic"]
+    assert not breaks_chords(None) and not breaks_chords("chorale")  # no style, or none of the arranger's
+    spec = replace(RollSpec(), onset_threshold=0.6, sustain_threshold=0.6)
+    chords = spec.row_slice("chords")
+    held = spec.empty(32)
+    held[0, ONSET, chords.start + np.array([0, 4, 7])] = 1.0  # one chord, held (a pad)
+    asked = {"intensity_chords": [0.375, 0.375]}  # six steps a bar: five to add to bar 0, six to bar 1
+    out, moved = follow_curves(held, spec, asked, threshold=0.6, slack=1.0, broken_chords=True)
+    on = out[:, ONSET, chords] > 0.6
+    voices = [np.flatnonzero(on[s]).tolist() for s in np.flatnonzero(on.any(axis=1))]  # in time order
+    assert voices[0] == [0, 4, 7] and voices[1:6] == [[0], [4], [7], [4], [0]]
+    assert voices[6:] == [[0], [4], [7], [4], [0], [4]] and moved["restruck"] == 11  # bar 1: from the chord again
+    whole, _ = follow_curves(held, spec, asked, threshold=0.6, slack=1.0)
+    assert ((whole[:, ONSET, chords] > 0.6).sum(axis=1)[(whole[:, ONSET, chords] > 0.6).any(axis=1)] == 3).all()
+
+
 def test_a_tighter_slack_holds_a_stem_closer_to_its_curve() -> None:
     from muvi.curves import follow_curves
     from muvi.music.roll import ONSET, RollSpec

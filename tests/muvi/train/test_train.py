@@ -292,6 +292,7 @@ def test_eval_writes_a_report_on_held_out_pieces(corpus_dir: Path, tmp_path: Pat
               "bcs_window_mean", "bhs_window_mean"):
         assert k in row
     assert report["cfg"] == report["recommended_cfg"]  # the table is at the sweep's pick
+    assert report["seed"] == 0  # the draw of windows and noise is recorded
     md = (tmp_path / "report" / "EVAL.md").read_text()
     assert f"CFG {report['cfg']} (the sweep's pick)" in md
     assert "stand-in" in md and "| muvi |" in md and report["recommended_cfg"] in (1.0, 3.0)
@@ -323,12 +324,14 @@ def test_sim_margins_are_paired_over_the_same_windows() -> None:
     assert m["no-contrastive"]["mean"] == pytest.approx(2 / 3) and m["no-contrastive"]["se"] == pytest.approx(1 / 3)
 
 
-def test_eval_caption_says_where_the_cfg_scale_came_from() -> None:
-    from muvi.evaluate import _cfg_source
+def test_eval_caption_says_where_the_cfg_scale_came_from_and_which_draw_it_is() -> None:
+    from muvi.evaluate import _cfg_source, _draw
 
     assert _cfg_source({"cfg_sweep": {"1.0": {}}, "cfg": 1.0, "recommended_cfg": 1.0}) == "the sweep's pick"
     assert _cfg_source({"cfg_sweep": {"1.0": {}}, "cfg": 3.0, "recommended_cfg": 1.0}) == "given; the sweep picks 1.0"
     assert _cfg_source({"cfg_sweep": {}, "cfg": 1.5, "recommended_cfg": 1.5}) == "given; no CFG sweep"
+    assert _draw({"seed": 0}) == _draw({}) == ""  # the usual draw (and reports from before the seed was recorded)
+    assert _draw({"seed": 2}).startswith(" (draw 2: other windows")
 
 
 def test_texture_variation_thins_by_the_metre_and_holds_chords_through() -> None:
