@@ -244,7 +244,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="only the real-footage suite, added to an existing eval.json in --out")
     p.add_argument("--footage-styles", default=None, metavar="STYLES",
                    help="also run the real-footage suite's takes with each style asked for by hand: 'all' or a "
-                        "comma list (about 3 s a take on 2 cores: 12 min for all eight styles on the 29 takes)")
+                        "comma list (about 3 s a take on 2 cores: 12-14 min for all eight styles on the whole suite)")
     p.set_defaults(func=_cmd_eval)
 
 

@@ -104,6 +104,12 @@ FOOTAGE: tuple[Clip, ...] = (
     Clip("wannaworktogether.mp4", "debian", "openboard-common",
          "usr/share/openboard/library/videos/wannaworktogether.mp4", "a motion-graphics explainer with cuts (CC BY)",
          seconds=60.0),
+    Clip("oa4_launch.webm", "debian", "renpy-demo", "usr/share/games/renpy/demo/game/oa4_launch.webm",
+         "a rocket launch filmed from two cameras, one cut (VP8; Expat)"),
+    Clip("mahjongg-video.ogv", "debian", "gnome-mahjongg", "usr/share/help/C/gnome-mahjongg/figures/mahjongg-video.ogv",
+         "a screen recording of a game, half its Theora packets repeats of the frame before (CC BY-SA 3.0)"),
+    Clip("lebiniou-2021-06-10_12-17-47.mp4", "debian", "lebiniou-data",
+         "usr/share/lebiniou/vue/media/lebiniou-2021-06-10_12-17-47.mp4", "an audio visualiser, abstract colour (GPL-2+)"),
 )
 
 

@@ -201,6 +201,13 @@ def _timed(container: Any, vs: Any, origin: Fraction, seek_pts: int | None,
     last: Fraction | None = None
     step = Fraction(1) / Fraction(vs.guessed_rate or vs.average_rate or 25)
     for packet in demux(container, vs):
+        if packet.size == 0 and packet.pts is not None:
+            # Ogg Theora's mark for "the frame before, again" (a screen recording's still
+            # stretches: 118 of the 228 packets of GNOME Mahjongg's help video): nothing to
+            # decode, and FFmpeg takes an empty packet for the end of the stream, refusing every
+            # packet after it. The frame before stays on screen. (The demuxer's own flush packet
+            # at the end has no pts and is decoded.)
+            continue
         try:
             frames = packet.decode()
         except av.error.InvalidDataError as exc:  # damaged data, not a broken decoder or a full memory

@@ -248,6 +248,35 @@ def test_light_damage_is_concealed_and_heavy_damage_refused_naming_how_much(tmp_
         decode_timeline(tl, fps=25, size=(64, 64))
 
 
+def test_an_empty_packet_is_the_frame_before_again(media: Media, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ogg Theora marks a frame that repeats the one before with an empty packet (screen
+    recordings); FFmpeg takes an empty packet for the end of the stream and refuses every packet
+    after it ('Invalid argument'), so it is not decoded: the frame before stays on screen."""
+    import muvi.video as video
+
+    clip = media.shots(Rate(25))
+    real = video.demux
+
+    class Repeat:
+        size = 0
+
+        def __init__(self, pts: int) -> None:
+            self.pts = pts
+
+        def decode(self) -> list:  # what FFmpeg does with it: the stream ends
+            raise av.error.ArgumentError(22, "Invalid argument")
+
+    def with_repeats(container, vs):  # type: ignore[no-untyped-def]
+        for packet in real(container, vs):
+            yield packet
+            if packet.pts is not None:
+                yield Repeat(packet.pts)
+
+    monkeypatch.setattr(video, "demux", with_repeats)
+    frames = decode_timeline(_whole(clip.path, Rate(25), clip.frame_count), size=(80, 48))
+    assert _codes(frames.images) == [math.floor(t * 25) for t in frames.times]
+
+
 def test_damage_that_breaks_the_demuxer_is_a_media_error() -> None:
     """Found by benchmarks/corruption.py: on some damaged MPEG program streams PyAV loses its
     stream table mid-demux (IndexError), and a damaged index makes seeking fail (EPERM); the
