@@ -324,11 +324,12 @@ def follow_curves(roll: np.ndarray, spec: Any, requested: Mapping[str, Sequence[
     curve's share of the steps before it (at least a beat of them; with less it is left as
     sampled). A bar the bounded shift leaves short of ``request / slack`` gets the rest: a
     drum bar from its timekeeper (:func:`_keep_time`), a pitched one by striking again what
-    the stem sounds (:func:`_restrike`; ``broken_chords``: a polyphonic stem's chord one voice a
-    step, for a style whose busy chords are arpeggios, :func:`muvi.music.styles.breaks_chords`). Returns the adjusted roll and how many stem-bars were
-    raised and lowered, and how many drum steps were filled and pitched steps re-struck. The
-    DiT follows the curves on its own only loosely (a small model, trained on the CPU); this
-    keeps a stem the curve asks for from falling silent, and none from running away."""
+    the stem sounds (:func:`_restrike`; with ``broken_chords``, for a style whose busy chords
+    are arpeggios, :func:`muvi.music.styles.breaks_chords`, a polyphonic stem's chord one voice a
+    step). Returns the adjusted roll and how many stem-bars were raised and lowered, and how
+    many drum steps were filled and pitched steps re-struck. The DiT follows the curves on its
+    own only loosely (a small model, trained on the CPU); this keeps a stem the curve asks for
+    from falling silent, and none from running away."""
     from muvi.music.roll import ONSET, SUSTAIN
 
     x = np.array(roll, np.float32, copy=True)
@@ -364,8 +365,8 @@ def follow_curves(roll: np.ndarray, spec: Any, requested: Mapping[str, Sequence[
             if have < lo and stem.drums:  # what the shift could not reach: the drums' timekeeper
                 moved["filled"] += _keep_time(x, rows, a, e, want=lo, threshold=threshold, spec=spec)
             elif have < lo:  # a pitched stem: what it sounds, struck again
-                moved["restruck"] += _restrike(x, rows, a, e, want=lo, threshold=threshold, spec=spec,
-                                               voices="one" if stem.monophonic else "broken" if broken_chords else "all")
+                voices = "one" if stem.monophonic else "broken" if broken_chords else "all"
+                moved["restruck"] += _restrike(x, rows, a, e, want=lo, threshold=threshold, spec=spec, voices=voices)
             moved["raised" if shift > 0 else "lowered"] += 1
     return np.clip(x, -1.0, 1.0), moved
 
@@ -402,7 +403,8 @@ def _restrike(x: np.ndarray, rows: slice, a: int, e: int, *, want: int, threshol
     "one" (a monophonic stem: the loudest of them), "all" (the whole chord again, as a comping
     hand strums) or "broken" (one voice a step, low to high and back, from the latest whole
     chord, as the arpeggios and ostinatos of a pad style play its busy bars; the whole chord on
-    every step had made cinematic's chords 2-3x its corpus median notes per bar). Never a pitch the stem does not play next to it. Returns the steps added."""
+    every step had made cinematic's chords 2-3x its corpus median notes per bar). Never a pitch
+    the stem does not play next to it. Returns the steps added."""
     from muvi.music.roll import ONSET, SUSTAIN, VELOCITY
 
     stem_on = x[:, ONSET, rows] > threshold  # (T, rows)

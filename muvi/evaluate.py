@@ -338,7 +338,8 @@ def evaluate(weights: Path | str, out: Path | str, *, baselines: dict[str, Path 
                        accents=list(w.accents), hits=hits)
         plots.append(p.name)
     report = {
-        "weights": str(weights), "cfg": cfg, "sampler_steps": options.sampler_steps, "windows": len(windows), "seed": options.seed,
+        "weights": str(weights), "cfg": cfg, "sampler_steps": options.sampler_steps, "windows": len(windows),
+        "seed": options.seed,
         "held_out_pieces": sorted({w.name.split("@")[0] for w in windows}), "rows": rows, "reference_sim": reference_sim, "cfg_sweep": sweep,
         "recommended_cfg": best, "note_odds": model.config.sampling_note_odds, "calibration": calibration,
         "controls": effects, "plots": plots, "seconds": round(time.perf_counter() - t0, 1),
